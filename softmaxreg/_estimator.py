@@ -11,7 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels
-from ._objective import LinearSoftmaxObjective
+from ._objective import LinearSoftmaxObjective, feature_scales
 from ._solvers import lbfgs
 from ._threads import n_threads_from_n_jobs, single_threaded_blas
 from ._validation import check_sample_weight
@@ -195,6 +195,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             C=self.C,
             fit_intercept=self.fit_intercept,
             n_threads=n_threads,
+            feature_scale=feature_scales(X),
         )
         if (
             self.warm_start
