@@ -19,7 +19,7 @@ Nothing here knows about scikit-learn. This is the only file with ``prange``.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf, log
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 
 
 cdef extern from *:
@@ -215,7 +215,7 @@ def cross_entropy_targets(
                 loss = loss + targets[i, j] * (log_s - (<double>logits[i, j] - <double>m))
         scale = w * t_sum / s
         for j in range(k):
-            grad_out[i, j] = <floating>(grad_out[i, j] * scale - w * targets[i, j])
+            grad_out[i, j] = <floating>(grad_out[i, j] * scale - <double>w * targets[i, j])
         loss_out[i] = w * loss if w != 0 else 0.0
 
 
@@ -300,9 +300,10 @@ def linear_loss_gradient(
     cdef Py_ssize_t i, j, c, t
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef int n_slots = max(n_threads, 1)
-    # Per-thread accumulator: (d + 1) * k gradient entries, rounded up to a cache line.
+    # Per-thread slot: (d + 1) * k gradient entries then k logits, rounded up to a
+    # cache line. Allocated here, so nothing can fail inside the parallel region.
     cdef Py_ssize_t per_line = CACHE_LINE // sizeof(floating)
-    cdef Py_ssize_t stride = (((d + 1) * k + per_line - 1) // per_line) * per_line
+    cdef Py_ssize_t stride = (((d + 2) * k + per_line - 1) // per_line) * per_line
     cdef Py_ssize_t loss_stride = CACHE_LINE // sizeof(double)
     cdef floating *acc
     cdef double *loss_acc
@@ -325,14 +326,13 @@ def linear_loss_gradient(
     with nogil, parallel(num_threads=n_slots):
         tid = omp_get_thread_num()
         my_acc = acc + tid * stride
-        z = <floating *> malloc(k * sizeof(floating))
+        z = my_acc + (d + 1) * k
         for i in prange(n, schedule="static"):
             w = sample_weight[i] if weighted else 1
             if w != 0:
                 _row_logits(&X[i, 0], d, &coef_t[0, 0], &intercept[0], k, z)
                 loss_acc[tid * loss_stride] += _row_label_loss_grad(z, k, labels[i], w, z)
                 _row_accumulate(&X[i, 0], d, z, k, my_acc)
-        free(z)
 
     # Fixed-order reduction over the per-thread buffers.
     for t in range(n_slots):

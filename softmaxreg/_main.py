@@ -1,2 +1,202 @@
+"""``python -m softmaxreg``: SoftmaxRegressor against LogisticRegression on bundled data."""
+
+import argparse
+import math
+import statistics
+import time
+import warnings
+
+import numpy as np
+import sklearn
+from sklearn import datasets
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ._estimator import SoftmaxRegressor
+from ._kernels import openmp_enabled
+from ._threads import available_cpus, n_threads_from_n_jobs
+
+DATASET_LOADERS = {
+    "digits": datasets.load_digits,
+    "wine": datasets.load_wine,
+    "iris": datasets.load_iris,
+    "breast_cancer": datasets.load_breast_cancer,
+}
+
+
+def checked(convert, accept, requirement):
+    """Return an argparse ``type``: ``convert`` the text, then require ``accept(value)``."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid {convert.__name__}: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser():
+    """Return the argument parser of ``python -m softmaxreg``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m softmaxreg",
+        description="Fit SoftmaxRegressor and scikit-learn's LogisticRegression (lbfgs) on a "
+        "bundled scikit-learn dataset, standardized, and compare accuracy, log-loss, fit "
+        "time and the fitted models. Runs offline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--dataset", choices=sorted(DATASET_LOADERS), default="digits", help="bundled dataset")
+    add("--C", type=checked(float, lambda v: 0 < v < math.inf, "> 0"), default=1.0,
+        help="inverse regularization strength of both models")
+    add("--tol", type=checked(float, lambda v: 0 <= v < math.inf, ">= 0"), default=1e-4,
+        help="stopping tolerance of both models")
+    add("--max-iter", type=checked(int, lambda v: v >= 1, ">= 1"), default=1000,
+        help="iteration cap of both models; on standardized digits both converge in ~30 "
+        "iterations at tol=1e-4 and ~150 at tol=1e-8, so 1000 leaves room for a tighter "
+        "--tol while a ConvergenceWarning still means a real problem")
+    add("--n-jobs", type=checked(int, lambda v: v != 0, "a non-zero int"), default=None,
+        help="OpenMP threads of SoftmaxRegressor (None: all allowed, -1: every CPU)")
+    add("--repeats", type=checked(int, lambda v: v >= 1, ">= 1"), default=5,
+        help="timed fits per model, after one untimed warm-up; the median is reported")
+    add("--test-size", type=checked(float, lambda v: 0 < v < 1, "in (0, 1)"), default=0.25,
+        help="fraction of the samples held out for testing")
+    add("--random-state", type=checked(int, lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+        default=0, help="seed of the train/test split")
+    return parser
+
+
+def load_split(dataset, test_size, random_state):
+    """Load a bundled dataset and return ``X_train, X_test, y_train, y_test`` (stratified)."""
+    X, y = DATASET_LOADERS[dataset](return_X_y=True)
+    return train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
+
+
+def make_models(args, n_classes):
+    """Return ``{name: pipeline}``: StandardScaler followed by each classifier.
+
+    With two classes LogisticRegression fits the binomial model, which equals the
+    two-class softmax model at twice the C (see ``SoftmaxRegressor.coef_``).
+    """
+    common = {"tol": args.tol, "max_iter": args.max_iter}
+    ours = SoftmaxRegressor(C=args.C, n_jobs=args.n_jobs, **common)
+    reference = LogisticRegression(C=2 * args.C if n_classes == 2 else args.C, **common)
+    return {"SoftmaxRegressor": make_pipeline(StandardScaler(), ours),
+            "LogisticRegression": make_pipeline(StandardScaler(), reference)}
+
+
+def median_fit_seconds(pipeline, X, y, repeats):
+    """Fit once untimed, then ``repeats`` times; return the median fit time.
+
+    BLAS is held to one thread (set outside the timed region): on a few cores, OpenBLAS
+    threads slow LogisticRegression down ~10x, which would flatter us. The warm-up
+    shows any ConvergenceWarning; the identical timed fits do not repeat it.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        The model to fit, refitted in place.
+    X, y : ndarray
+        Training data and labels.
+    repeats : int
+        Number of timed fits, at least 1.
+
+    Returns
+    -------
+    seconds : float
+        Median wall-clock time of one fit, by ``time.perf_counter``.
+    """
+    seconds = []
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        pipeline.fit(X, y)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            pipeline.fit(X, y)
+            seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def table_rows(models, fit_seconds, X_test, y_test):
+    """Return one list of table cells per model; speedup is relative to LogisticRegression."""
+    reference_seconds = fit_seconds["LogisticRegression"]
+    return [[name,
+             f"{accuracy_score(y_test, pipeline.predict(X_test)):.4f}",
+             f"{log_loss(y_test, pipeline.predict_proba(X_test), labels=pipeline.classes_):.4f}",
+             f"{fit_seconds[name] * 1e3:.2f}",
+             str(int(np.max(pipeline[-1].n_iter_))),
+             f"{reference_seconds / fit_seconds[name]:.2f}x"]
+            for name, pipeline in models.items()]
+
+
+def markdown_table(header, rows):
+    """Format ``header`` and ``rows`` (lists of strings) as a markdown table."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [[cell.ljust(width) for cell, width in zip(row, widths)] for row in [header, *rows]]
+    lines.insert(1, ["-" * width for width in widths])
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def model_differences(models, X_test):
+    """Return the largest absolute differences of coef_ and of test probabilities.
+
+    A two-class softmax model is compared through ``coef_[1] - coef_[0]``, the one row
+    of the binomial LogisticRegression.
+    """
+    ours, theirs = models["SoftmaxRegressor"], models["LogisticRegression"]
+    coef = ours[-1].coef_
+    coef = coef[1:] - coef[:1] if coef.shape[0] == 2 else coef
+    coef_diff = np.max(np.abs(coef - theirs[-1].coef_))
+    proba_diff = np.max(np.abs(ours.predict_proba(X_test) - theirs.predict_proba(X_test)))
+    return coef_diff, proba_diff
+
+
+def machine_facts(n_jobs):
+    """Return one line: CPUs, OpenMP, threads used and library versions."""
+    return (f"machine: {available_cpus()} CPUs, OpenMP {'on' if openmp_enabled() else 'off'}, "
+            f"SoftmaxRegressor threads: {n_threads_from_n_jobs(n_jobs)}, BLAS threads: 1, "
+            f"numpy {np.__version__}, scikit-learn {sklearn.__version__}")
+
+
 def main(argv=None):
+    """Compare SoftmaxRegressor with LogisticRegression and print a report.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Command-line arguments without the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0. Invalid arguments exit with status 2 through argparse.
+    """
+    args = build_parser().parse_args(argv)
+    X_train, X_test, y_train, y_test = load_split(args.dataset, args.test_size, args.random_state)
+    n_classes = np.unique(y_train).shape[0]
+    models = make_models(args, n_classes)
+    fit_seconds = {name: median_fit_seconds(pipeline, X_train, y_train, args.repeats)
+                   for name, pipeline in models.items()}
+    header = ["model", "test accuracy", "test log-loss", "fit ms", "n_iter", "speedup"]
+    coef_diff, proba_diff = model_differences(models, X_test)
+    print(f"{args.dataset}: {X_train.shape[0]} train / {X_test.shape[0]} test samples, "
+          f"{X_train.shape[1]} features, {n_classes} classes; StandardScaler + model, "
+          f"C={args.C:g}, tol={args.tol:g}, max_iter={args.max_iter}\n")
+    print(markdown_table(header, table_rows(models, fit_seconds, X_test, y_test)))
+    print(f"\nfit ms: median of {args.repeats} pipeline fits after a warm-up, BLAS limited to "
+          "1 thread for both (threadpoolctl): multithreaded OpenBLAS makes LogisticRegression "
+          "~10x slower here and would inflate the speedup (LogisticRegression ms / model ms).")
+    if n_classes == 2:
+        print("2 classes: LogisticRegression is fitted with 2*C, the same model as softmax at C.")
+    print(f"max |coef_ difference|: {coef_diff:.2e}, "
+          f"max |predict_proba difference|: {proba_diff:.2e}")
+    print(machine_facts(args.n_jobs))
     return 0

@@ -125,10 +125,13 @@ class LinearSoftmaxObjective:
         Where the logits overflow (only reachable by a wild line-search step), the
         value is +inf, which line searches treat as "step too long".
         """
-        w_coef = w[: self._n_coef] * self._scale  # W = D V
-        self._coef_t.ravel()[:] = w_coef
-        if self.fit_intercept:
-            self._intercept[:] = w[self._n_coef :]
+        # Overflow (a wild line-search step) is answered with +inf below, not a warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            w_coef = w[: self._n_coef] * self._scale  # W = D V
+            self._coef_t.ravel()[:] = w_coef
+            if self.fit_intercept:
+                self._intercept[:] = w[self._n_coef :]
+            penalty = 0.5 * self._l2 * float(w_coef @ w_coef)
         loss = _kernels.linear_loss_gradient(
             self.X,
             self.labels,
@@ -139,15 +142,16 @@ class LinearSoftmaxObjective:
             self._grad_intercept,
             self.n_threads,
         )
-        value = loss * self._loss_scale + 0.5 * self._l2 * float(w_coef @ w_coef)
         grad = np.empty_like(w)
-        # dF/dV = D dF/dW
-        grad_coef = grad[: self._n_coef]
-        np.multiply(self._grad_coef_t.ravel(), self._loss_scale, out=grad_coef)
-        grad_coef += self._l2 * w_coef
-        grad_coef *= self._scale
-        if self.fit_intercept:
-            np.multiply(self._grad_intercept, self._loss_scale, out=grad[self._n_coef :])
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = loss * self._loss_scale + penalty
+            # dF/dV = D dF/dW
+            grad_coef = grad[: self._n_coef]
+            np.multiply(self._grad_coef_t.ravel(), self._loss_scale, out=grad_coef)
+            grad_coef += self._l2 * w_coef
+            grad_coef *= self._scale
+            if self.fit_intercept:
+                np.multiply(self._grad_intercept, self._loss_scale, out=grad[self._n_coef :])
         if not (np.isfinite(value) and np.isfinite(grad).all()):
             return np.inf, np.zeros_like(w)
         return value, grad

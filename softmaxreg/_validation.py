@@ -40,12 +40,18 @@ def check_float_array(a, name, *, ndim, dtype=None):
                 raise TypeError(f"{name} must hold real numbers; {exc}") from None
         else:
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite: it contains NaN or infinity.")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite: it contains NaN or infinity.")
-    return arr
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.dtype != arr.dtype and not np.isfinite(out).all():
+        raise ValueError(
+            f"{name} has values beyond the range of {np.dtype(dtype).name} "
+            f"(largest magnitude {np.finfo(dtype).max:.3g})."
+        )
+    return out
 
 
 def check_sample_weight(sample_weight, n_samples, dtype, *, require_positive_sum):

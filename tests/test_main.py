@@ -1,0 +1,88 @@
+"""The command line: the report it prints, its help, its argument errors, ``python -m``."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from softmaxreg._main import main
+
+
+def table_row(output, model):
+    """Return the cells of the markdown table row of ``model``."""
+    match = re.search(rf"^\| {model} .*\|$", output, flags=re.MULTILINE)
+    assert match is not None, f"no table row for {model} in:\n{output}"
+    return [cell.strip() for cell in match.group(0).strip("|").split("|")]
+
+
+def test_report_compares_both_models(capsys):
+    assert main(["--dataset", "iris", "--repeats", "1"]) == 0
+    output = capsys.readouterr().out
+    for model in ("SoftmaxRegressor", "LogisticRegression"):
+        _, accuracy, log_loss, fit_ms, n_iter, speedup = table_row(output, model)
+        assert float(accuracy) > 0.8
+        assert 0 < float(log_loss) < 1
+        assert float(fit_ms) > 0
+        assert int(n_iter) >= 1
+        assert re.fullmatch(r"\d+\.\d\dx", speedup)
+    assert table_row(output, "LogisticRegression")[-1] == "1.00x"
+    assert "speedup" in output
+    assert "BLAS limited to 1 thread" in output
+    coef_diff, proba_diff = re.search(
+        r"max \|coef_ difference\|: (\S+), max \|predict_proba difference\|: (\S+)", output
+    ).groups()
+    # Same objective, both converged to tol=1e-4: the two models agree closely.
+    assert float(coef_diff) < 1e-2 and float(proba_diff) < 1e-2
+    assert re.search(r"machine: \d+ CPUs, OpenMP (on|off), SoftmaxRegressor threads: \d+", output)
+
+
+def test_two_classes_compare_the_same_model(capsys):
+    """Binomial LogisticRegression at 2*C is the two-class softmax model at C."""
+    assert main(["--dataset", "breast_cancer", "--repeats", "1", "--tol", "1e-8"]) == 0
+    output = capsys.readouterr().out
+    assert "2*C" in output
+    coef_diff = re.search(r"max \|coef_ difference\|: (\S+),", output).group(1)
+    assert float(coef_diff) < 1e-3
+
+
+def test_help_lists_options_with_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--dataset", "--C", "--tol", "--max-iter", "--n-jobs", "--repeats",
+                   "--test-size", "--random-state"):
+        assert option in help_text
+    assert "(default: digits)" in help_text and "(default: 1000)" in help_text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--repeats", "0"], ["--C", "-1"], ["--C", "nan"], ["--tol", "x"], ["--test-size", "1"],
+     ["--n-jobs", "0"], ["--max-iter", "0"], ["--dataset", "mnist"]],
+)
+def test_invalid_value_is_an_argparse_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {argv[0]}" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs():
+    completed = subprocess.run(
+        [sys.executable, "-m", "softmaxreg", "--dataset", "iris", "--repeats", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "SoftmaxRegressor" in completed.stdout and "LogisticRegression" in completed.stdout
+
+
+def test_convergence_warnings_are_shown_once_per_model(capsys):
+    with pytest.warns(ConvergenceWarning) as records:
+        assert main(["--dataset", "iris", "--repeats", "2", "--max-iter", "2"]) == 0
+    messages = [str(record.message) for record in records
+                if issubclass(record.category, ConvergenceWarning)]
+    assert sum("SoftmaxRegressor" in message for message in messages) == 1
+    assert len(messages) == 2
