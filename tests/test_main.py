@@ -70,10 +70,11 @@ def test_invalid_value_is_an_argparse_error(argv, capsys):
     assert f"argument {argv[0]}" in capsys.readouterr().err
 
 
-def test_python_dash_m_runs():
+def test_python_dash_m_runs(tmp_path):
+    # Run outside the source tree, whose softmaxreg/ has no compiled kernels.
     completed = subprocess.run(
         [sys.executable, "-m", "softmaxreg", "--dataset", "iris", "--repeats", "1"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stderr
     assert "SoftmaxRegressor" in completed.stdout and "LogisticRegression" in completed.stdout

@@ -37,10 +37,12 @@ def test_n_jobs_none_honours_threadpoolctl():
 
 
 @needs_openmp
-def test_n_jobs_none_honours_omp_num_threads():
+def test_n_jobs_none_honours_omp_num_threads(tmp_path):
     code = "from softmaxreg._threads import n_threads_from_n_jobs; print(n_threads_from_n_jobs(None))"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "1"
 
 
