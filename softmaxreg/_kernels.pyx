@@ -32,10 +32,43 @@ cdef extern from *:
     static int omp_get_max_threads(void) { return 1; }
     static int omp_get_thread_num(void) { return 0; }
     #endif
+
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static int softmaxreg_cpu_has_avx2_fma(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    #else
+    static int softmaxreg_cpu_has_avx2_fma(void) { return 0; }
+    #endif
     """
     const int SOFTMAXREG_OPENMP
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
+    int softmaxreg_cpu_has_avx2_fma() noexcept nogil
+
+
+cdef extern from "_tiles.h" nogil:
+    Py_ssize_t smr_class_tile_d()
+    Py_ssize_t smr_class_tile_f()
+    void smr_tile_logits4_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+                            const double *b, double *z, Py_ssize_t ldz)
+    void smr_tile_logits4_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+                            const float *b, float *z, Py_ssize_t ldz)
+    void smr_tile_logits1_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+                            const double *b, double *z)
+    void smr_tile_logits1_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+                            const float *b, float *z)
+    void smr_tile_gradient4_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
+                              Py_ssize_t ldg, double *out, Py_ssize_t ldo)
+    void smr_tile_gradient4_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
+                              Py_ssize_t ldg, float *out, Py_ssize_t ldo)
+    void smr_tile_gradient1_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
+                              Py_ssize_t ldg, double *out)
+    void smr_tile_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
+                              Py_ssize_t ldg, float *out)
+    void smr_exp_shifted_d(const double *z, Py_ssize_t kp, double m, double *e)
+    void smr_exp_shifted_f(const float *z, Py_ssize_t kp, float m, float *e)
 
 
 cdef enum:
@@ -46,6 +79,11 @@ cdef enum:
 def openmp_enabled():
     """Return True if the kernels were compiled with OpenMP."""
     return bool(SOFTMAXREG_OPENMP)
+
+
+def cpu_has_avx2_fma():
+    """Return True if this CPU (and its OS) can run AVX2 and FMA instructions."""
+    return bool(softmaxreg_cpu_has_avx2_fma())
 
 
 def openmp_max_threads():
@@ -240,23 +278,6 @@ cdef inline void _row_logits(
             z[c] += x_j * coef_row[c]
 
 
-cdef inline void _row_accumulate(
-    const floating *x, Py_ssize_t d, const floating *g, Py_ssize_t k, floating *acc
-) noexcept nogil:
-    """acc[:d*k] += outer(x, g) (C order); acc[d*k:(d+1)*k] += g."""
-    cdef Py_ssize_t j, c
-    cdef floating x_j
-    cdef floating *acc_row
-    for j in range(d):
-        x_j = x[j]
-        acc_row = acc + j * k
-        for c in range(k):
-            acc_row[c] += x_j * g[c]
-    acc_row = acc + d * k
-    for c in range(k):
-        acc_row[c] += g[c]
-
-
 def linear_logits(
     const floating[:, ::1] X,
     const floating[:, ::1] coef_t,
@@ -290,65 +311,199 @@ def linear_loss_gradient(
         grad_coef_t    = sum_i outer(x_i, g_i)                        (d, k)
         grad_intercept = sum_i g_i                                    (k,)
 
-    Each row's logits are computed, turned into ``g_i`` and consumed while the row
-    is in cache: no (n, k) array is allocated. Every thread accumulates into its own
-    buffer over a contiguous (static) range of rows; the buffers are then added in
-    thread order, so for a given thread count the result is the same on every run.
-    An empty ``sample_weight`` means unit weights; rows of weight 0 are skipped.
+    The rows are taken in blocks small enough to stay in cache: a block's logits
+    come from register-blocked tiles (4 rows by one vector pair of classes), are
+    turned into ``g`` in place, and the same block of X, still in cache, gives the
+    block's share of the gradient (tiles of 4 features by the same classes). No
+    (n, k) array is allocated. Every thread accumulates into its own buffer over a
+    contiguous (static) range of blocks; the buffers are then added in thread
+    order, so for a given thread count the result is the same on every run. An
+    empty ``sample_weight`` means unit weights; rows of weight 0 contribute nothing.
+    X must have at least one column.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = coef_t.shape[1]
-    cdef Py_ssize_t i, j, c, t
+    cdef Py_ssize_t kt = _class_tile(<floating *> NULL)
+    cdef Py_ssize_t kp = ((k + kt - 1) // kt) * kt  # classes padded to whole tiles
+    cdef Py_ssize_t block = _block_rows(d, sizeof(floating))
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef int n_slots = max(n_threads, 1)
-    # Per-thread slot: (d + 1) * k gradient entries then k logits, rounded up to a
-    # cache line. Allocated here, so nothing can fail inside the parallel region.
+    # Per-thread slot: gradient accumulator ((d + 1) * kp), then the block's logits
+    # (block * kp), rounded up to a cache line. Everything is allocated here, so
+    # nothing can fail inside the parallel region.
     cdef Py_ssize_t per_line = CACHE_LINE // sizeof(floating)
-    cdef Py_ssize_t stride = (((d + 2) * k + per_line - 1) // per_line) * per_line
+    cdef Py_ssize_t acc_size = (d + 1) * kp
+    cdef Py_ssize_t stride = ((acc_size + block * kp + per_line - 1) // per_line) * per_line
     cdef Py_ssize_t loss_stride = CACHE_LINE // sizeof(double)
-    cdef floating *acc
-    cdef double *loss_acc
-    cdef floating *z
+    cdef floating *coef_pad
+    cdef floating *slots
+    cdef double *loss_slots
     cdef floating *my_acc
-    cdef floating w
+    cdef Py_ssize_t i, j, c, t, start, rows
     cdef int tid
     cdef double loss = 0.0
     cdef floating total
 
     if k == 0:
         return 0.0
-    acc = <floating *> calloc(n_slots * stride, sizeof(floating))
-    loss_acc = <double *> calloc(n_slots * loss_stride, sizeof(double))
-    if acc == NULL or loss_acc == NULL:
-        free(acc)
-        free(loss_acc)
+    coef_pad = <floating *> calloc((d + 1) * kp, sizeof(floating))
+    slots = <floating *> calloc(n_slots * stride, sizeof(floating))
+    loss_slots = <double *> calloc(n_slots * loss_stride, sizeof(double))
+    if coef_pad == NULL or slots == NULL or loss_slots == NULL:
+        free(coef_pad)
+        free(slots)
+        free(loss_slots)
         raise MemoryError()
+    # coef_t and the intercept, padded with zero columns: padded logits are 0.
+    for j in range(d):
+        for c in range(k):
+            coef_pad[j * kp + c] = coef_t[j, c]
+    for c in range(k):
+        coef_pad[d * kp + c] = intercept[c]
 
     with nogil, parallel(num_threads=n_slots):
         tid = omp_get_thread_num()
-        my_acc = acc + tid * stride
-        z = my_acc + (d + 1) * k
-        for i in prange(n, schedule="static"):
-            w = sample_weight[i] if weighted else 1
-            if w != 0:
-                _row_logits(&X[i, 0], d, &coef_t[0, 0], &intercept[0], k, z)
-                loss_acc[tid * loss_stride] += _row_label_loss_grad(z, k, labels[i], w, z)
-                _row_accumulate(&X[i, 0], d, z, k, my_acc)
+        my_acc = slots + tid * stride
+        for i in prange(n_blocks, schedule="static"):
+            start = i * block
+            rows = min(block, n - start)
+            loss_slots[tid * loss_stride] += _block_loss_gradient(
+                &X[start, 0], rows, d, &labels[start],
+                &sample_weight[start] if weighted else NULL,
+                coef_pad, k, kp, my_acc + acc_size, my_acc,
+            )
 
     # Fixed-order reduction over the per-thread buffers.
     for t in range(n_slots):
-        loss += loss_acc[t * loss_stride]
-    for j in range(d):
+        loss += loss_slots[t * loss_stride]
+    for j in range(d + 1):
         for c in range(k):
-            total = acc[j * k + c]
+            total = slots[j * kp + c]
             for t in range(1, n_slots):
-                total += acc[t * stride + j * k + c]
-            grad_coef_t[j, c] = total
-    for c in range(k):
-        total = acc[d * k + c]
-        for t in range(1, n_slots):
-            total += acc[t * stride + d * k + c]
-        grad_intercept[c] = total
-    free(acc)
-    free(loss_acc)
+                total += slots[t * stride + j * kp + c]
+            if j < d:
+                grad_coef_t[j, c] = total
+            else:
+                grad_intercept[c] = total
+    free(coef_pad)
+    free(slots)
+    free(loss_slots)
     return loss
 
+
+cdef enum:
+    # A block of X should stay in L2 while it is read for the logits and again for
+    # the gradient.
+    BLOCK_BYTES = 256 * 1024
+    MIN_BLOCK_ROWS = 16
+    MAX_BLOCK_ROWS = 256
+
+
+cdef inline Py_ssize_t _block_rows(Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
+    """Rows per block: a multiple of 4 whose slice of X fills about BLOCK_BYTES."""
+    cdef Py_ssize_t rows = BLOCK_BYTES // max(d * itemsize, 1)
+    rows = min(max(rows, MIN_BLOCK_ROWS), MAX_BLOCK_ROWS)
+    return (rows // 4) * 4
+
+
+cdef inline Py_ssize_t _class_tile(floating *dtype_tag) noexcept nogil:
+    """Classes per tile: two vectors (8 doubles or 16 floats with AVX, else half)."""
+    if floating is float:
+        return smr_class_tile_f()
+    else:
+        return smr_class_tile_d()
+
+
+cdef inline double _padded_row_label_loss_grad(
+    floating *z, Py_ssize_t k, Py_ssize_t kp, Py_ssize_t y, floating w
+) noexcept nogil:
+    """Like _row_label_loss_grad, in place on a row padded to ``kp`` (pads end as 0).
+
+    The exponentials are computed by the vectorized exp of _tiles.h.
+    """
+    cdef Py_ssize_t c
+    cdef floating m = _row_max(z, k)
+    cdef double z_y = z[y]
+    cdef double s_other = 0.0
+    cdef double s, scale
+    if floating is float:
+        smr_exp_shifted_f(z, kp, m, z)
+    else:
+        smr_exp_shifted_d(z, kp, m, z)
+    for c in range(k):
+        if c != y:
+            s_other += z[c]
+    s = s_other + z[y]
+    scale = w / s
+    for c in range(k):
+        z[c] = <floating>(z[c] * scale)
+    for c in range(k, kp):
+        z[c] = 0
+    z[y] = <floating>(-w * (s_other / s))
+    return w * (log(s) - (z_y - <double>m))
+
+
+cdef double _block_loss_gradient(
+    const floating *x, Py_ssize_t rows, Py_ssize_t d, const Py_ssize_t *labels,
+    const floating *sample_weight, const floating *coef_pad, Py_ssize_t k, Py_ssize_t kp,
+    floating *z, floating *acc,
+) noexcept nogil:
+    """One block of rows: loss (returned), and ``acc += [x.T @ g; sum(g)]``.
+
+    ``coef_pad`` is (d + 1, kp): coef_t then the intercept, zero-padded to ``kp``
+    columns; ``z`` is a (rows, kp) buffer; ``acc`` is (d + 1, kp).
+    """
+    cdef Py_ssize_t kt = _class_tile(<floating *> NULL)
+    cdef Py_ssize_t r, j, c
+    cdef floating w
+    cdef double loss = 0.0
+    cdef floating *z_row
+    cdef const floating *intercept = coef_pad + d * kp
+    # Logits of the block, tile by tile.
+    c = 0
+    while c < kp:
+        r = 0
+        while r + 4 <= rows:
+            if floating is float:
+                smr_tile_logits4_f(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c, kp)
+            else:
+                smr_tile_logits4_d(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c, kp)
+            r += 4
+        while r < rows:
+            if floating is float:
+                smr_tile_logits1_f(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c)
+            else:
+                smr_tile_logits1_d(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c)
+            r += 1
+        c += kt
+    # Loss and g = w (softmax - onehot), in place; padded columns end as 0.
+    for r in range(rows):
+        w = sample_weight[r] if sample_weight != NULL else 1
+        z_row = z + r * kp
+        if w == 0:
+            for c in range(kp):
+                z_row[c] = 0
+        else:
+            loss += _padded_row_label_loss_grad(z_row, k, kp, labels[r], w)
+    # Gradient: acc[:d] += x.T @ g, acc[d] += sum of the rows of g.
+    c = 0
+    while c < kp:
+        j = 0
+        while j + 4 <= d:
+            if floating is float:
+                smr_tile_gradient4_f(x + j, d, rows, z + c, kp, acc + j * kp + c, kp)
+            else:
+                smr_tile_gradient4_d(x + j, d, rows, z + c, kp, acc + j * kp + c, kp)
+            j += 4
+        while j < d:
+            if floating is float:
+                smr_tile_gradient1_f(x + j, d, rows, z + c, kp, acc + j * kp + c)
+            else:
+                smr_tile_gradient1_d(x + j, d, rows, z + c, kp, acc + j * kp + c)
+            j += 1
+        c += kt
+    for r in range(rows):
+        z_row = z + r * kp
+        for c in range(kp):
+            acc[d * kp + c] += z_row[c]
+    return loss

@@ -18,7 +18,7 @@ objective, and so the optimum, is unchanged.
 
 import numpy as np
 
-from . import _kernels
+from ._dispatch import kernels as _kernels
 
 
 # Features whose largest magnitude is at most 2**10 are left as they are.

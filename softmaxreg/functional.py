@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _kernels
+from ._dispatch import kernels as _kernels
 from ._threads import n_threads_from_n_jobs
 from ._validation import check_float_array, check_sample_weight
 

@@ -1,0 +1,143 @@
+/* One instantiation of the tiles; see _tiles.h. Not include-guarded on purpose. */
+
+typedef SMR_T SMR_SUFFIX(smr_vec) __attribute__((vector_size(SMR_LANES * sizeof(SMR_T))));
+typedef SMR_I SMR_SUFFIX(smr_ivec) __attribute__((vector_size(SMR_LANES * sizeof(SMR_T))));
+
+/* A tile is 2 vectors of classes wide. */
+#define SMR_VEC SMR_SUFFIX(smr_vec)
+#define SMR_IVEC SMR_SUFFIX(smr_ivec)
+
+static inline SMR_VEC SMR_SUFFIX(smr_load)(const SMR_T *p) {
+    SMR_VEC v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void SMR_SUFFIX(smr_store)(SMR_T *p, SMR_VEC v) {
+    memcpy(p, &v, sizeof v);
+}
+
+static inline Py_ssize_t SMR_SUFFIX(smr_class_tile)(void) { return 2 * SMR_LANES; }
+
+/* z[r, :tile] = b[:tile] + x[r] @ w[:, :tile] for 4 rows r of x (row stride d). */
+static inline void SMR_SUFFIX(smr_tile_logits4)(
+    const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b,
+    SMR_T *z, Py_ssize_t ldz)
+{
+    const SMR_VEC b0 = SMR_SUFFIX(smr_load)(b), b1 = SMR_SUFFIX(smr_load)(b + SMR_LANES);
+    SMR_VEC a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+    for (Py_ssize_t j = 0; j < d; j++) {
+        const SMR_VEC w0 = SMR_SUFFIX(smr_load)(w + j * ldw);
+        const SMR_VEC w1 = SMR_SUFFIX(smr_load)(w + j * ldw + SMR_LANES);
+        const SMR_T x0 = x[j], x1 = x[d + j], x2 = x[2 * d + j], x3 = x[3 * d + j];
+        a00 += x0 * w0; a01 += x0 * w1;
+        a10 += x1 * w0; a11 += x1 * w1;
+        a20 += x2 * w0; a21 += x2 * w1;
+        a30 += x3 * w0; a31 += x3 * w1;
+    }
+    SMR_SUFFIX(smr_store)(z, a00);            SMR_SUFFIX(smr_store)(z + SMR_LANES, a01);
+    SMR_SUFFIX(smr_store)(z + ldz, a10);      SMR_SUFFIX(smr_store)(z + ldz + SMR_LANES, a11);
+    SMR_SUFFIX(smr_store)(z + 2 * ldz, a20);  SMR_SUFFIX(smr_store)(z + 2 * ldz + SMR_LANES, a21);
+    SMR_SUFFIX(smr_store)(z + 3 * ldz, a30);  SMR_SUFFIX(smr_store)(z + 3 * ldz + SMR_LANES, a31);
+}
+
+/* z[:tile] = b[:tile] + x @ w[:, :tile] for one row x. */
+static inline void SMR_SUFFIX(smr_tile_logits1)(
+    const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b, SMR_T *z)
+{
+    SMR_VEC a0 = SMR_SUFFIX(smr_load)(b), a1 = SMR_SUFFIX(smr_load)(b + SMR_LANES);
+    for (Py_ssize_t j = 0; j < d; j++) {
+        a0 += x[j] * SMR_SUFFIX(smr_load)(w + j * ldw);
+        a1 += x[j] * SMR_SUFFIX(smr_load)(w + j * ldw + SMR_LANES);
+    }
+    SMR_SUFFIX(smr_store)(z, a0);
+    SMR_SUFFIX(smr_store)(z + SMR_LANES, a1);
+}
+
+#define SMR_ADD_TO(p, a) SMR_SUFFIX(smr_store)((p), SMR_SUFFIX(smr_load)(p) + (a))
+
+/* out[f, :tile] += sum_r x[r, f] g[r, :tile] for 4 features f (x's row stride d). */
+static inline void SMR_SUFFIX(smr_tile_gradient4)(
+    const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg,
+    SMR_T *out, Py_ssize_t ldo)
+{
+    SMR_VEC a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const SMR_VEC g0 = SMR_SUFFIX(smr_load)(g + r * ldg);
+        const SMR_VEC g1 = SMR_SUFFIX(smr_load)(g + r * ldg + SMR_LANES);
+        const SMR_T *x_r = x + r * d;
+        const SMR_T x0 = x_r[0], x1 = x_r[1], x2 = x_r[2], x3 = x_r[3];
+        a00 += x0 * g0; a01 += x0 * g1;
+        a10 += x1 * g0; a11 += x1 * g1;
+        a20 += x2 * g0; a21 += x2 * g1;
+        a30 += x3 * g0; a31 += x3 * g1;
+    }
+    SMR_ADD_TO(out, a00);            SMR_ADD_TO(out + SMR_LANES, a01);
+    SMR_ADD_TO(out + ldo, a10);      SMR_ADD_TO(out + ldo + SMR_LANES, a11);
+    SMR_ADD_TO(out + 2 * ldo, a20);  SMR_ADD_TO(out + 2 * ldo + SMR_LANES, a21);
+    SMR_ADD_TO(out + 3 * ldo, a30);  SMR_ADD_TO(out + 3 * ldo + SMR_LANES, a31);
+}
+
+/* out[:tile] += sum_r x[r, 0] g[r, :tile] for one feature. */
+static inline void SMR_SUFFIX(smr_tile_gradient1)(
+    const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg, SMR_T *out)
+{
+    SMR_VEC a0 = {0}, a1 = {0};
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        a0 += x[r * d] * SMR_SUFFIX(smr_load)(g + r * ldg);
+        a1 += x[r * d] * SMR_SUFFIX(smr_load)(g + r * ldg + SMR_LANES);
+    }
+    SMR_ADD_TO(out, a0);
+    SMR_ADD_TO(out + SMR_LANES, a1);
+#undef SMR_ADD_TO
+}
+
+/*
+ * exp of a vector: x = n ln2 + r with n = round(x / ln2) (by the 1.5 * 2**p shift,
+ * exact in round-to-nearest), r by Cody-Waite with ln2 split in two, exp(r) by a
+ * polynomial, and 2**n applied as two exact power-of-two factors, so that results
+ * in the subnormal range are rounded once. x is clamped to [EXP_LO, EXP_HI]: below,
+ * the result is 0; above, +inf. NaN propagates.
+ */
+static inline SMR_VEC SMR_SUFFIX(smr_exp_vec)(SMR_VEC x) {
+    const SMR_VEC zero = {0};
+    const SMR_VEC lo = zero + SMR_EXP_LO, hi = zero + SMR_EXP_HI;
+    SMR_IVEC below = x < lo, above = x > hi;
+    SMR_IVEC xi, loi, hii;
+    memcpy(&xi, &x, sizeof x);
+    memcpy(&loi, &lo, sizeof x);
+    memcpy(&hii, &hi, sizeof x);
+    xi = (xi & ~below & ~above) | (loi & below) | (hii & above);
+    memcpy(&x, &xi, sizeof x);
+
+    const SMR_VEC shifted = x * SMR_LOG2E + SMR_SHIFT;
+    const SMR_VEC n = shifted - SMR_SHIFT;
+    const SMR_VEC r = (x - n * SMR_LN2_HI) - n * SMR_LN2_LO;
+    SMR_VEC p = SMR_POLY(r);
+
+    /* n = n1 + n2 with n1 = round(n / 2): each 2**ni is a normal number. */
+    const SMR_VEC shifted1 = n * (SMR_T)0.5 + SMR_SHIFT;
+    const SMR_VEC n1 = shifted1 - SMR_SHIFT;
+    const SMR_VEC shifted2 = (n - n1) + SMR_SHIFT;
+    SMR_IVEC i1, i2, shift_bits;
+    const SMR_VEC shift_vec = zero + SMR_SHIFT;
+    memcpy(&i1, &shifted1, sizeof x);
+    memcpy(&i2, &shifted2, sizeof x);
+    memcpy(&shift_bits, &shift_vec, sizeof x);
+    i1 = (i1 - shift_bits + SMR_EXP_BIAS) << SMR_MANTISSA_BITS;
+    i2 = (i2 - shift_bits + SMR_EXP_BIAS) << SMR_MANTISSA_BITS;
+    SMR_VEC s1, s2;
+    memcpy(&s1, &i1, sizeof x);
+    memcpy(&s2, &i2, sizeof x);
+    return p * s1 * s2;
+}
+
+/* e[c] = exp(z[c] - m) for c < kp (kp a multiple of the tile width). */
+static inline void SMR_SUFFIX(smr_exp_shifted)(const SMR_T *z, Py_ssize_t kp, SMR_T m, SMR_T *e) {
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        SMR_SUFFIX(smr_store)(e + c, SMR_SUFFIX(smr_exp_vec)(SMR_SUFFIX(smr_load)(z + c) - m));
+    }
+}
+
+#undef SMR_VEC
+#undef SMR_IVEC
