@@ -18,7 +18,7 @@ Nothing here knows about scikit-learn. This is the only file with ``prange``.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport exp, expf, log
+from libc.math cimport INFINITY, exp, expf, log
 from libc.stdlib cimport calloc, free
 
 
@@ -49,8 +49,6 @@ cdef extern from *:
 
 
 cdef extern from "_tiles.h" nogil:
-    Py_ssize_t smr_class_tile_d()
-    Py_ssize_t smr_class_tile_f()
     void smr_tile_logits4_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
                             const double *b, double *z, Py_ssize_t ldz)
     void smr_tile_logits4_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
@@ -67,8 +65,26 @@ cdef extern from "_tiles.h" nogil:
                               Py_ssize_t ldg, double *out)
     void smr_tile_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
                               Py_ssize_t ldg, float *out)
-    void smr_exp_shifted_d(const double *z, Py_ssize_t kp, double m, double *e)
-    void smr_exp_shifted_f(const float *z, Py_ssize_t kp, float m, float *e)
+    Py_ssize_t smr_lanes_d()
+    Py_ssize_t smr_lanes_f()
+    void smr_half_logits8_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+                            const double *b, double *z, Py_ssize_t ldz)
+    void smr_half_logits8_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+                            const float *b, float *z, Py_ssize_t ldz)
+    void smr_half_logits1_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+                            const double *b, double *z)
+    void smr_half_logits1_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+                            const float *b, float *z)
+    void smr_half_gradient8_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
+                              Py_ssize_t ldg, double *out, Py_ssize_t ldo)
+    void smr_half_gradient8_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
+                              Py_ssize_t ldg, float *out, Py_ssize_t ldo)
+    void smr_half_gradient1_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
+                              Py_ssize_t ldg, double *out)
+    void smr_half_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
+                              Py_ssize_t ldg, float *out)
+    double smr_row_loss_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w)
+    double smr_row_loss_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w)
 
 
 cdef enum:
@@ -322,8 +338,8 @@ def linear_loss_gradient(
     X must have at least one column.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = coef_t.shape[1]
-    cdef Py_ssize_t kt = _class_tile(<floating *> NULL)
-    cdef Py_ssize_t kp = ((k + kt - 1) // kt) * kt  # classes padded to whole tiles
+    cdef Py_ssize_t lanes = _lanes(<floating *> NULL)
+    cdef Py_ssize_t kp = ((k + lanes - 1) // lanes) * lanes  # classes padded to whole vectors
     cdef Py_ssize_t block = _block_rows(d, sizeof(floating))
     cdef Py_ssize_t n_blocks = (n + block - 1) // block
     cdef bint weighted = sample_weight.shape[0] > 0
@@ -354,12 +370,13 @@ def linear_loss_gradient(
         free(slots)
         free(loss_slots)
         raise MemoryError()
-    # coef_t and the intercept, padded with zero columns: padded logits are 0.
+    # coef_t and the intercept, padded with columns of zeros and an intercept of
+    # -inf: the padded logits are -inf, so they drop out of the softmax.
     for j in range(d):
         for c in range(k):
             coef_pad[j * kp + c] = coef_t[j, c]
-    for c in range(k):
-        coef_pad[d * kp + c] = intercept[c]
+    for c in range(kp):
+        coef_pad[d * kp + c] = intercept[c] if c < k else -INFINITY
 
     with nogil, parallel(num_threads=n_slots):
         tid = omp_get_thread_num()
@@ -400,47 +417,103 @@ cdef enum:
 
 
 cdef inline Py_ssize_t _block_rows(Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
-    """Rows per block: a multiple of 4 whose slice of X fills about BLOCK_BYTES."""
+    """Rows per block: a multiple of 8 whose slice of X fills about BLOCK_BYTES."""
     cdef Py_ssize_t rows = BLOCK_BYTES // max(d * itemsize, 1)
     rows = min(max(rows, MIN_BLOCK_ROWS), MAX_BLOCK_ROWS)
-    return (rows // 4) * 4
+    return (rows // 8) * 8
 
 
-cdef inline Py_ssize_t _class_tile(floating *dtype_tag) noexcept nogil:
-    """Classes per tile: two vectors (8 doubles or 16 floats with AVX, else half)."""
-    if floating is float:
-        return smr_class_tile_f()
-    else:
-        return smr_class_tile_d()
+cdef inline Py_ssize_t _lanes(floating *dtype_tag) noexcept nogil:
+    """Elements per vector: 4 doubles or 8 floats with AVX, else half as many.
 
-
-cdef inline double _padded_row_label_loss_grad(
-    floating *z, Py_ssize_t k, Py_ssize_t kp, Py_ssize_t y, floating w
-) noexcept nogil:
-    """Like _row_label_loss_grad, in place on a row padded to ``kp`` (pads end as 0).
-
-    The exponentials are computed by the vectorized exp of _tiles.h.
+    A tile of classes is two vectors wide; a half tile, one.
     """
-    cdef Py_ssize_t c
-    cdef floating m = _row_max(z, k)
-    cdef double z_y = z[y]
-    cdef double s_other = 0.0
-    cdef double s, scale
     if floating is float:
-        smr_exp_shifted_f(z, kp, m, z)
+        return smr_lanes_f()
     else:
-        smr_exp_shifted_d(z, kp, m, z)
-    for c in range(k):
-        if c != y:
-            s_other += z[c]
-    s = s_other + z[y]
-    scale = w / s
-    for c in range(k):
-        z[c] = <floating>(z[c] * scale)
-    for c in range(k, kp):
-        z[c] = 0
-    z[y] = <floating>(-w * (s_other / s))
-    return w * (log(s) - (z_y - <double>m))
+        return smr_lanes_d()
+
+
+cdef void _logits_tiles(
+    const floating *x, Py_ssize_t rows, Py_ssize_t d, const floating *coef_pad,
+    Py_ssize_t kp, floating *z,
+) noexcept nogil:
+    """z (rows, kp) = x @ coef_pad[:d] + coef_pad[d], tile by tile."""
+    cdef Py_ssize_t lanes = _lanes(<floating *> NULL)
+    cdef Py_ssize_t r, c = 0
+    cdef const floating *b = coef_pad + d * kp
+    while c + 2 * lanes <= kp:
+        r = 0
+        while r + 4 <= rows:
+            if floating is float:
+                smr_tile_logits4_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+            else:
+                smr_tile_logits4_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+            r += 4
+        while r < rows:
+            if floating is float:
+                smr_tile_logits1_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
+            else:
+                smr_tile_logits1_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
+            r += 1
+        c += 2 * lanes
+    if c < kp:
+        r = 0
+        while r + 8 <= rows:
+            if floating is float:
+                smr_half_logits8_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+            else:
+                smr_half_logits8_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+            r += 8
+        while r < rows:
+            if floating is float:
+                smr_half_logits1_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
+            else:
+                smr_half_logits1_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
+            r += 1
+
+
+cdef void _gradient_tiles(
+    const floating *x, Py_ssize_t rows, Py_ssize_t d, const floating *g, Py_ssize_t kp,
+    floating *acc,
+) noexcept nogil:
+    """acc[:d] (d, kp) += x.T @ g, tile by tile; acc[d] += the sum of g's rows."""
+    cdef Py_ssize_t lanes = _lanes(<floating *> NULL)
+    cdef Py_ssize_t j, r, c = 0
+    cdef const floating *g_row
+    while c + 2 * lanes <= kp:
+        j = 0
+        while j + 4 <= d:
+            if floating is float:
+                smr_tile_gradient4_f(x + j, d, rows, g + c, kp, acc + j * kp + c, kp)
+            else:
+                smr_tile_gradient4_d(x + j, d, rows, g + c, kp, acc + j * kp + c, kp)
+            j += 4
+        while j < d:
+            if floating is float:
+                smr_tile_gradient1_f(x + j, d, rows, g + c, kp, acc + j * kp + c)
+            else:
+                smr_tile_gradient1_d(x + j, d, rows, g + c, kp, acc + j * kp + c)
+            j += 1
+        c += 2 * lanes
+    if c < kp:
+        j = 0
+        while j + 8 <= d:
+            if floating is float:
+                smr_half_gradient8_f(x + j, d, rows, g + c, kp, acc + j * kp + c, kp)
+            else:
+                smr_half_gradient8_d(x + j, d, rows, g + c, kp, acc + j * kp + c, kp)
+            j += 8
+        while j < d:
+            if floating is float:
+                smr_half_gradient1_f(x + j, d, rows, g + c, kp, acc + j * kp + c)
+            else:
+                smr_half_gradient1_d(x + j, d, rows, g + c, kp, acc + j * kp + c)
+            j += 1
+    for r in range(rows):
+        g_row = g + r * kp
+        for c in range(kp):
+            acc[d * kp + c] += g_row[c]
 
 
 cdef double _block_loss_gradient(
@@ -453,30 +526,12 @@ cdef double _block_loss_gradient(
     ``coef_pad`` is (d + 1, kp): coef_t then the intercept, zero-padded to ``kp``
     columns; ``z`` is a (rows, kp) buffer; ``acc`` is (d + 1, kp).
     """
-    cdef Py_ssize_t kt = _class_tile(<floating *> NULL)
-    cdef Py_ssize_t r, j, c
+    cdef Py_ssize_t r, c
     cdef floating w
     cdef double loss = 0.0
     cdef floating *z_row
-    cdef const floating *intercept = coef_pad + d * kp
-    # Logits of the block, tile by tile.
-    c = 0
-    while c < kp:
-        r = 0
-        while r + 4 <= rows:
-            if floating is float:
-                smr_tile_logits4_f(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c, kp)
-            else:
-                smr_tile_logits4_d(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c, kp)
-            r += 4
-        while r < rows:
-            if floating is float:
-                smr_tile_logits1_f(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c)
-            else:
-                smr_tile_logits1_d(x + r * d, d, coef_pad + c, kp, intercept + c, z + r * kp + c)
-            r += 1
-        c += kt
-    # Loss and g = w (softmax - onehot), in place; padded columns end as 0.
+    _logits_tiles(x, rows, d, coef_pad, kp, z)
+    # Loss and g = w (softmax - onehot), in place; padded columns (-inf) end as 0.
     for r in range(rows):
         w = sample_weight[r] if sample_weight != NULL else 1
         z_row = z + r * kp
@@ -484,26 +539,9 @@ cdef double _block_loss_gradient(
             for c in range(kp):
                 z_row[c] = 0
         else:
-            loss += _padded_row_label_loss_grad(z_row, k, kp, labels[r], w)
-    # Gradient: acc[:d] += x.T @ g, acc[d] += sum of the rows of g.
-    c = 0
-    while c < kp:
-        j = 0
-        while j + 4 <= d:
             if floating is float:
-                smr_tile_gradient4_f(x + j, d, rows, z + c, kp, acc + j * kp + c, kp)
+                loss += smr_row_loss_grad_f(z_row, kp, labels[r], w)
             else:
-                smr_tile_gradient4_d(x + j, d, rows, z + c, kp, acc + j * kp + c, kp)
-            j += 4
-        while j < d:
-            if floating is float:
-                smr_tile_gradient1_f(x + j, d, rows, z + c, kp, acc + j * kp + c)
-            else:
-                smr_tile_gradient1_d(x + j, d, rows, z + c, kp, acc + j * kp + c)
-            j += 1
-        c += kt
-    for r in range(rows):
-        z_row = z + r * kp
-        for c in range(kp):
-            acc[d * kp + c] += z_row[c]
+                loss += smr_row_loss_grad_d(z_row, kp, labels[r], w)
+    _gradient_tiles(x, rows, d, z, kp, acc)
     return loss

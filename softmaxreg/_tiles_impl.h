@@ -17,7 +17,7 @@ static inline void SMR_SUFFIX(smr_store)(SMR_T *p, SMR_VEC v) {
     memcpy(p, &v, sizeof v);
 }
 
-static inline Py_ssize_t SMR_SUFFIX(smr_class_tile)(void) { return 2 * SMR_LANES; }
+static inline Py_ssize_t SMR_SUFFIX(smr_lanes)(void) { return SMR_LANES; }
 
 /* z[r, :tile] = b[:tile] + x[r] @ w[:, :tile] for 4 rows r of x (row stride d). */
 static inline void SMR_SUFFIX(smr_tile_logits4)(
@@ -56,6 +56,46 @@ static inline void SMR_SUFFIX(smr_tile_logits1)(
 
 #define SMR_ADD_TO(p, a) SMR_SUFFIX(smr_store)((p), SMR_SUFFIX(smr_load)(p) + (a))
 
+/* Half tiles (one vector of classes), for the classes left after the whole tiles. */
+
+/* With one vector of classes, 8 rows (or features) keep 8 accumulators in flight. */
+static inline void SMR_SUFFIX(smr_half_logits8)(
+    const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b,
+    SMR_T *z, Py_ssize_t ldz)
+{
+    const SMR_VEC b0 = SMR_SUFFIX(smr_load)(b);
+    SMR_VEC a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0;
+    for (Py_ssize_t j = 0; j < d; j++) {
+        const SMR_VEC w0 = SMR_SUFFIX(smr_load)(w + j * ldw);
+        a0 += x[j] * w0;
+        a1 += x[d + j] * w0;
+        a2 += x[2 * d + j] * w0;
+        a3 += x[3 * d + j] * w0;
+        a4 += x[4 * d + j] * w0;
+        a5 += x[5 * d + j] * w0;
+        a6 += x[6 * d + j] * w0;
+        a7 += x[7 * d + j] * w0;
+    }
+    SMR_SUFFIX(smr_store)(z, a0);
+    SMR_SUFFIX(smr_store)(z + ldz, a1);
+    SMR_SUFFIX(smr_store)(z + 2 * ldz, a2);
+    SMR_SUFFIX(smr_store)(z + 3 * ldz, a3);
+    SMR_SUFFIX(smr_store)(z + 4 * ldz, a4);
+    SMR_SUFFIX(smr_store)(z + 5 * ldz, a5);
+    SMR_SUFFIX(smr_store)(z + 6 * ldz, a6);
+    SMR_SUFFIX(smr_store)(z + 7 * ldz, a7);
+}
+
+static inline void SMR_SUFFIX(smr_half_logits1)(
+    const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b, SMR_T *z)
+{
+    SMR_VEC a0 = SMR_SUFFIX(smr_load)(b);
+    for (Py_ssize_t j = 0; j < d; j++) {
+        a0 += x[j] * SMR_SUFFIX(smr_load)(w + j * ldw);
+    }
+    SMR_SUFFIX(smr_store)(z, a0);
+}
+
 /* out[f, :tile] += sum_r x[r, f] g[r, :tile] for 4 features f (x's row stride d). */
 static inline void SMR_SUFFIX(smr_tile_gradient4)(
     const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg,
@@ -89,8 +129,45 @@ static inline void SMR_SUFFIX(smr_tile_gradient1)(
     }
     SMR_ADD_TO(out, a0);
     SMR_ADD_TO(out + SMR_LANES, a1);
-#undef SMR_ADD_TO
 }
+
+static inline void SMR_SUFFIX(smr_half_gradient8)(
+    const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg,
+    SMR_T *out, Py_ssize_t ldo)
+{
+    SMR_VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const SMR_VEC g0 = SMR_SUFFIX(smr_load)(g + r * ldg);
+        const SMR_T *x_r = x + r * d;
+        a0 += x_r[0] * g0;
+        a1 += x_r[1] * g0;
+        a2 += x_r[2] * g0;
+        a3 += x_r[3] * g0;
+        a4 += x_r[4] * g0;
+        a5 += x_r[5] * g0;
+        a6 += x_r[6] * g0;
+        a7 += x_r[7] * g0;
+    }
+    SMR_ADD_TO(out, a0);
+    SMR_ADD_TO(out + ldo, a1);
+    SMR_ADD_TO(out + 2 * ldo, a2);
+    SMR_ADD_TO(out + 3 * ldo, a3);
+    SMR_ADD_TO(out + 4 * ldo, a4);
+    SMR_ADD_TO(out + 5 * ldo, a5);
+    SMR_ADD_TO(out + 6 * ldo, a6);
+    SMR_ADD_TO(out + 7 * ldo, a7);
+}
+
+static inline void SMR_SUFFIX(smr_half_gradient1)(
+    const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg, SMR_T *out)
+{
+    SMR_VEC a0 = {0};
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        a0 += x[r * d] * SMR_SUFFIX(smr_load)(g + r * ldg);
+    }
+    SMR_ADD_TO(out, a0);
+}
+#undef SMR_ADD_TO
 
 /*
  * exp of a vector: x = n ln2 + r with n = round(x / ln2) (by the 1.5 * 2**p shift,
@@ -132,11 +209,53 @@ static inline SMR_VEC SMR_SUFFIX(smr_exp_vec)(SMR_VEC x) {
     return p * s1 * s2;
 }
 
-/* e[c] = exp(z[c] - m) for c < kp (kp a multiple of the tile width). */
+/* e[c] = exp(z[c] - m) for c < kp (kp a multiple of the vector width). */
 static inline void SMR_SUFFIX(smr_exp_shifted)(const SMR_T *z, Py_ssize_t kp, SMR_T m, SMR_T *e) {
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
         SMR_SUFFIX(smr_store)(e + c, SMR_SUFFIX(smr_exp_vec)(SMR_SUFFIX(smr_load)(z + c) - m));
     }
+}
+
+/*
+ * One row of padded logits z[:kp], whose padding holds -inf, turned in place into
+ * g = w (softmax(z) - onehot(y)) (0 in the padding); returns w (logsumexp(z) - z_y).
+ * g_y = -w sum_{c != y} e_c / s is computed from the other classes' terms, so it
+ * keeps its relative precision when p_y is close to 1.
+ */
+static inline double SMR_SUFFIX(smr_row_loss_grad)(SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w) {
+    SMR_VEC mv = SMR_SUFFIX(smr_load)(z);
+    for (Py_ssize_t c = SMR_LANES; c < kp; c += SMR_LANES) {
+        const SMR_VEC v = SMR_SUFFIX(smr_load)(z + c);
+        const SMR_IVEC greater = v > mv;
+        SMR_IVEC vi, mi;
+        memcpy(&vi, &v, sizeof v);
+        memcpy(&mi, &mv, sizeof v);
+        mi = (vi & greater) | (mi & ~greater);
+        memcpy(&mv, &mi, sizeof v);
+    }
+    SMR_T m = mv[0];
+    for (int i = 1; i < SMR_LANES; i++) {
+        m = mv[i] > m ? mv[i] : m;
+    }
+    const double z_y = z[y];
+    SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
+    const SMR_T e_y = z[y];
+    z[y] = 0;
+    SMR_VEC sv = {0};
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        sv += SMR_SUFFIX(smr_load)(z + c);
+    }
+    double s_other = 0.0;
+    for (int i = 0; i < SMR_LANES; i++) {
+        s_other += sv[i];
+    }
+    const double s = s_other + e_y;
+    const SMR_T scale = (SMR_T)(w / s);
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        SMR_SUFFIX(smr_store)(z + c, SMR_SUFFIX(smr_load)(z + c) * scale);
+    }
+    z[y] = (SMR_T)(-w * (s_other / s));
+    return w * (log(s) - (z_y - (double)m));
 }
 
 #undef SMR_VEC
