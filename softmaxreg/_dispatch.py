@@ -1,44 +1,71 @@
 """Which build of the kernels runs.
 
-``_kernels`` is compiled for the baseline instruction set and runs on any CPU;
-``_kernels_avx2`` (x86-64 builds only) is the same source compiled for AVX2 + FMA.
-The environment variable ``SOFTMAXREG_KERNELS`` chooses: ``auto`` (default: AVX2
-where the CPU has it), ``baseline`` or ``avx2`` (an error where it cannot run).
+``_kernels`` is compiled for the baseline instruction set and runs on any CPU.
+x86-64 builds also have ``_kernels_avx2`` (AVX2 + FMA) and ``_kernels_avx512``
+(AVX-512 F/DQ/VL): the same source, compiled for those instructions. The
+environment variable ``SOFTMAXREG_KERNELS`` chooses: ``auto`` (the default),
+``baseline``, ``avx2`` or ``avx512`` (an error where that build cannot run).
+
+With ``auto``, the fused linear kernel of a model with ``k`` classes runs on the
+AVX-512 build only when ``k >= 32``: its classes are padded to whole vectors of 8
+doubles, which wastes most of a vector for a few classes, and on a 2-core Xeon it
+measured no faster than AVX2 for 10 classes, 1.6x faster for 100 and 1.3x slower
+for 3 (benchmarks/). Everything else runs on the AVX2 build where the CPU has it.
 """
 
+import importlib
 import os
 
 from . import _kernels as _baseline
 
-try:
-    from . import _kernels_avx2 as _avx2
-except ImportError:  # built without it (-Davx2=disabled, or not x86-64)
-    _avx2 = None
+_CPU_HAS = {
+    "baseline": lambda: True,
+    "avx2": _baseline.cpu_has_avx2_fma,
+    "avx512": _baseline.cpu_has_avx512,
+}
+
+
+def _module(name):
+    if name == "baseline":
+        return _baseline
+    try:
+        return importlib.import_module(f"._kernels_{name}", __package__)
+    except ImportError:  # not built (-Dsimd=disabled, or not x86-64)
+        return None
 
 
 def available_builds():
-    """Names of the kernel builds that can run on this CPU, baseline first."""
-    builds = ["baseline"]
-    if _avx2 is not None and _baseline.cpu_has_avx2_fma():
-        builds.append("avx2")
-    return builds
+    """Names of the kernel builds that exist and can run on this CPU, narrowest first."""
+    return [name for name in _CPU_HAS if _module(name) is not None and _CPU_HAS[name]()]
 
 
 def select_kernels(choice):
-    """Return the kernel module for ``choice`` in {"auto", "baseline", "avx2"}."""
-    if choice not in ("auto", "baseline", "avx2"):
+    """Return the kernel module for ``choice``: "auto" (AVX2 where the CPU has it,
+    else baseline) or a name from ``_CPU_HAS``."""
+    if choice != "auto" and choice not in _CPU_HAS:
         raise ValueError(
-            f"SOFTMAXREG_KERNELS must be 'auto', 'baseline' or 'avx2', got {choice!r}."
+            "SOFTMAXREG_KERNELS must be 'auto' or one of "
+            f"{', '.join(repr(name) for name in _CPU_HAS)}; got {choice!r}."
         )
     builds = available_builds()
-    if choice == "avx2" and "avx2" not in builds:
-        raise ImportError(
-            "SOFTMAXREG_KERNELS=avx2, but "
-            + ("this build has no AVX2 kernels." if _avx2 is None else "this CPU lacks AVX2/FMA.")
-        )
-    if choice == "baseline" or builds == ["baseline"]:
-        return _baseline
-    return _avx2
+    if choice == "auto":
+        return _module("avx2" if "avx2" in builds else "baseline")
+    if choice not in builds:
+        reason = "this build does not have it" if _module(choice) is None else "this CPU cannot run it"
+        raise ImportError(f"SOFTMAXREG_KERNELS={choice}, but {reason}.")
+    return _module(choice)
 
 
-kernels = select_kernels(os.environ.get("SOFTMAXREG_KERNELS", "auto"))
+# Classes from which the AVX-512 build runs the fused linear kernel, under "auto".
+_AVX512_MIN_CLASSES = 32
+
+_choice = os.environ.get("SOFTMAXREG_KERNELS", "auto")
+kernels = select_kernels(_choice)
+_wide_kernels = (
+    _module("avx512") if _choice == "auto" and "avx512" in available_builds() else kernels
+)
+
+
+def linear_kernels(n_classes):
+    """The kernel module for the fused linear kernels of a model with ``n_classes``."""
+    return _wide_kernels if n_classes >= _AVX512_MIN_CLASSES else kernels

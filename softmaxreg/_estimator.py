@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dispatch import kernels as _kernels
+from ._dispatch import linear_kernels
 from ._objective import LinearSoftmaxObjective, feature_scales
 from ._solvers import lbfgs
 from ._threads import n_threads_from_n_jobs, single_threaded_blas
@@ -237,7 +238,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         coef_t = np.ascontiguousarray(self.coef_.T, dtype=dtype)
         intercept = np.ascontiguousarray(self.intercept_, dtype=dtype)
         out = np.empty((X.shape[0], coef_t.shape[1]), dtype=dtype)
-        _kernels.linear_logits(X, coef_t, intercept, out, n_threads_from_n_jobs(self.n_jobs))
+        linear_kernels(out.shape[1]).linear_logits(
+            X, coef_t, intercept, out, n_threads_from_n_jobs(self.n_jobs)
+        )
         return out
 
     def decision_function(self, X):

@@ -38,20 +38,27 @@ cdef extern from *:
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
+    static int softmaxreg_cpu_has_avx512(void) {
+        __builtin_cpu_init();
+        return softmaxreg_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f")
+            && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    }
     #else
     static int softmaxreg_cpu_has_avx2_fma(void) { return 0; }
+    static int softmaxreg_cpu_has_avx512(void) { return 0; }
     #endif
     """
     const int SOFTMAXREG_OPENMP
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
     int softmaxreg_cpu_has_avx2_fma() noexcept nogil
+    int softmaxreg_cpu_has_avx512() noexcept nogil
 
 
 cdef extern from "_tiles.h" nogil:
-    void smr_tile_logits4_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+    void smr_tile_logits6_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
                             const double *b, double *z, Py_ssize_t ldz)
-    void smr_tile_logits4_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+    void smr_tile_logits6_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
                             const float *b, float *z, Py_ssize_t ldz)
     void smr_tile_logits1_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
                             const double *b, double *z)
@@ -64,6 +71,22 @@ cdef extern from "_tiles.h" nogil:
     void smr_tile_gradient1_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
                               Py_ssize_t ldg, double *out)
     void smr_tile_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
+                              Py_ssize_t ldg, float *out)
+    void smr_wide_logits4_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+                            const double *b, double *z, Py_ssize_t ldz)
+    void smr_wide_logits4_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+                            const float *b, float *z, Py_ssize_t ldz)
+    void smr_wide_logits1_d(const double *x, Py_ssize_t d, const double *w, Py_ssize_t ldw,
+                            const double *b, double *z)
+    void smr_wide_logits1_f(const float *x, Py_ssize_t d, const float *w, Py_ssize_t ldw,
+                            const float *b, float *z)
+    void smr_wide_gradient4_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
+                              Py_ssize_t ldg, double *out, Py_ssize_t ldo)
+    void smr_wide_gradient4_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
+                              Py_ssize_t ldg, float *out, Py_ssize_t ldo)
+    void smr_wide_gradient1_d(const double *x, Py_ssize_t d, Py_ssize_t rows, const double *g,
+                              Py_ssize_t ldg, double *out)
+    void smr_wide_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
                               Py_ssize_t ldg, float *out)
     Py_ssize_t smr_lanes_d()
     Py_ssize_t smr_lanes_f()
@@ -100,6 +123,11 @@ def openmp_enabled():
 def cpu_has_avx2_fma():
     """Return True if this CPU (and its OS) can run AVX2 and FMA instructions."""
     return bool(softmaxreg_cpu_has_avx2_fma())
+
+
+def cpu_has_avx512():
+    """Return True if this CPU (and its OS) can run AVX-512 F, DQ and VL instructions."""
+    return bool(softmaxreg_cpu_has_avx512())
 
 
 def openmp_max_threads():
@@ -411,20 +439,22 @@ def linear_loss_gradient(
 cdef enum:
     # A block of X should stay in L2 while it is read for the logits and again for
     # the gradient.
-    BLOCK_BYTES = 256 * 1024
-    MIN_BLOCK_ROWS = 16
-    MAX_BLOCK_ROWS = 256
+    BLOCK_BYTES = 1024 * 1024
+    MIN_BLOCK_ROWS = 24
+    MAX_BLOCK_ROWS = 264
 
 
 cdef inline Py_ssize_t _block_rows(Py_ssize_t d, Py_ssize_t itemsize) noexcept nogil:
-    """Rows per block: a multiple of 8 whose slice of X fills about BLOCK_BYTES."""
+    """Rows per block: a multiple of 24 (whole tiles of 6 and of 8 rows) whose slice
+    of X fills about BLOCK_BYTES."""
     cdef Py_ssize_t rows = BLOCK_BYTES // max(d * itemsize, 1)
     rows = min(max(rows, MIN_BLOCK_ROWS), MAX_BLOCK_ROWS)
-    return (rows // 8) * 8
+    return (rows // 24) * 24
 
 
 cdef inline Py_ssize_t _lanes(floating *dtype_tag) noexcept nogil:
-    """Elements per vector: 4 doubles or 8 floats with AVX, else half as many.
+    """Elements per vector: 8 doubles or 16 floats with AVX-512, half as many with
+    AVX, a quarter on the baseline.
 
     A tile of classes is two vectors wide; a half tile, one.
     """
@@ -438,26 +468,44 @@ cdef void _logits_tiles(
     const floating *x, Py_ssize_t rows, Py_ssize_t d, const floating *coef_pad,
     Py_ssize_t kp, floating *z,
 ) noexcept nogil:
-    """z (rows, kp) = x @ coef_pad[:d] + coef_pad[d], tile by tile."""
+    """z (rows, kp) = x @ coef_pad[:d] + coef_pad[d], tile by tile.
+
+    Classes go in tiles of three vectors while they last, then one tile of two or
+    one vector: each tile is one pass over the block's rows.
+    """
     cdef Py_ssize_t lanes = _lanes(<floating *> NULL)
     cdef Py_ssize_t r, c = 0
     cdef const floating *b = coef_pad + d * kp
-    while c + 2 * lanes <= kp:
+    while c + 3 * lanes <= kp:
         r = 0
         while r + 4 <= rows:
             if floating is float:
-                smr_tile_logits4_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+                smr_wide_logits4_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
             else:
-                smr_tile_logits4_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+                smr_wide_logits4_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
             r += 4
+        while r < rows:
+            if floating is float:
+                smr_wide_logits1_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
+            else:
+                smr_wide_logits1_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
+            r += 1
+        c += 3 * lanes
+    if c + 2 * lanes == kp:
+        r = 0
+        while r + 6 <= rows:
+            if floating is float:
+                smr_tile_logits6_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+            else:
+                smr_tile_logits6_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c, kp)
+            r += 6
         while r < rows:
             if floating is float:
                 smr_tile_logits1_f(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
             else:
                 smr_tile_logits1_d(x + r * d, d, coef_pad + c, kp, b + c, z + r * kp + c)
             r += 1
-        c += 2 * lanes
-    if c < kp:
+    elif c + lanes == kp:
         r = 0
         while r + 8 <= rows:
             if floating is float:
@@ -477,11 +525,27 @@ cdef void _gradient_tiles(
     const floating *x, Py_ssize_t rows, Py_ssize_t d, const floating *g, Py_ssize_t kp,
     floating *acc,
 ) noexcept nogil:
-    """acc[:d] (d, kp) += x.T @ g, tile by tile; acc[d] += the sum of g's rows."""
+    """acc[:d] (d, kp) += x.T @ g, tile by tile (as in _logits_tiles); acc[d] += the
+    sum of g's rows."""
     cdef Py_ssize_t lanes = _lanes(<floating *> NULL)
     cdef Py_ssize_t j, r, c = 0
     cdef const floating *g_row
-    while c + 2 * lanes <= kp:
+    while c + 3 * lanes <= kp:
+        j = 0
+        while j + 4 <= d:
+            if floating is float:
+                smr_wide_gradient4_f(x + j, d, rows, g + c, kp, acc + j * kp + c, kp)
+            else:
+                smr_wide_gradient4_d(x + j, d, rows, g + c, kp, acc + j * kp + c, kp)
+            j += 4
+        while j < d:
+            if floating is float:
+                smr_wide_gradient1_f(x + j, d, rows, g + c, kp, acc + j * kp + c)
+            else:
+                smr_wide_gradient1_d(x + j, d, rows, g + c, kp, acc + j * kp + c)
+            j += 1
+        c += 3 * lanes
+    if c + 2 * lanes == kp:
         j = 0
         while j + 4 <= d:
             if floating is float:
@@ -495,8 +559,7 @@ cdef void _gradient_tiles(
             else:
                 smr_tile_gradient1_d(x + j, d, rows, g + c, kp, acc + j * kp + c)
             j += 1
-        c += 2 * lanes
-    if c < kp:
+    elif c + lanes == kp:
         j = 0
         while j + 8 <= d:
             if floating is float:

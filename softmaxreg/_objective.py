@@ -18,7 +18,7 @@ objective, and so the optimum, is unchanged.
 
 import numpy as np
 
-from ._dispatch import kernels as _kernels
+from ._dispatch import linear_kernels
 
 
 # Features whose largest magnitude is at most 2**10 are left as they are.
@@ -86,6 +86,7 @@ class LinearSoftmaxObjective:
         self.n_classes = n_classes
         self.fit_intercept = fit_intercept
         self.n_threads = n_threads
+        self._kernels = linear_kernels(n_classes)
         n_samples, n_features = X.shape
         weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
         self._loss_scale = 1.0 / weight_sum
@@ -132,7 +133,7 @@ class LinearSoftmaxObjective:
             if self.fit_intercept:
                 self._intercept[:] = w[self._n_coef :]
             penalty = 0.5 * self._l2 * float(w_coef @ w_coef)
-        loss = _kernels.linear_loss_gradient(
+        loss = self._kernels.linear_loss_gradient(
             self.X,
             self.labels,
             self.sample_weight,

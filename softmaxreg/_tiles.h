@@ -1,7 +1,7 @@
 /*
  * Register-blocked tiles and a vectorized exp for the fused linear kernel of
- * _kernels.pyx, written with GCC/Clang vector extensions: 256-bit vectors where the
- * build targets AVX (the _kernels_avx2 build), else 128-bit vectors (SSE2 on the
+ * _kernels.pyx, written with GCC/Clang vector extensions: 512-bit vectors in the
+ * _kernels_avx512 build, 256-bit in _kernels_avx2, else 128-bit (SSE2 on the
  * x86-64 baseline, NEON on aarch64). No intrinsics, no -ffast-math.
  *
  * Instantiated twice by _tiles_impl.h: suffix _d (double) and _f (float).
@@ -14,7 +14,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+#define SMR_VECTOR_BYTES 64
+#elif defined(__AVX__)
 #define SMR_VECTOR_BYTES 32
 #else
 #define SMR_VECTOR_BYTES 16

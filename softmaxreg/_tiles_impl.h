@@ -19,26 +19,80 @@ static inline void SMR_SUFFIX(smr_store)(SMR_T *p, SMR_VEC v) {
 
 static inline Py_ssize_t SMR_SUFFIX(smr_lanes)(void) { return SMR_LANES; }
 
-/* z[r, :tile] = b[:tile] + x[r] @ w[:, :tile] for 4 rows r of x (row stride d). */
-static inline void SMR_SUFFIX(smr_tile_logits4)(
+/*
+ * Wide tiles: three vectors of classes by 4 rows (or features), 12 accumulators.
+ * Used first; the classes left over go to the 2-vector and 1-vector tiles.
+ */
+static inline void SMR_SUFFIX(smr_wide_logits4)(
     const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b,
     SMR_T *z, Py_ssize_t ldz)
 {
     const SMR_VEC b0 = SMR_SUFFIX(smr_load)(b), b1 = SMR_SUFFIX(smr_load)(b + SMR_LANES);
-    SMR_VEC a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+    const SMR_VEC b2 = SMR_SUFFIX(smr_load)(b + 2 * SMR_LANES);
+    SMR_VEC a00 = b0, a01 = b1, a02 = b2, a10 = b0, a11 = b1, a12 = b2;
+    SMR_VEC a20 = b0, a21 = b1, a22 = b2, a30 = b0, a31 = b1, a32 = b2;
+    for (Py_ssize_t j = 0; j < d; j++) {
+        const SMR_T *w_j = w + j * ldw;
+        const SMR_VEC w0 = SMR_SUFFIX(smr_load)(w_j);
+        const SMR_VEC w1 = SMR_SUFFIX(smr_load)(w_j + SMR_LANES);
+        const SMR_VEC w2 = SMR_SUFFIX(smr_load)(w_j + 2 * SMR_LANES);
+        SMR_T xr;
+        xr = x[j];         a00 += xr * w0; a01 += xr * w1; a02 += xr * w2;
+        xr = x[d + j];     a10 += xr * w0; a11 += xr * w1; a12 += xr * w2;
+        xr = x[2 * d + j]; a20 += xr * w0; a21 += xr * w1; a22 += xr * w2;
+        xr = x[3 * d + j]; a30 += xr * w0; a31 += xr * w1; a32 += xr * w2;
+    }
+    SMR_T *zr;
+    zr = z;           SMR_SUFFIX(smr_store)(zr, a00); SMR_SUFFIX(smr_store)(zr + SMR_LANES, a01); SMR_SUFFIX(smr_store)(zr + 2 * SMR_LANES, a02);
+    zr = z + ldz;     SMR_SUFFIX(smr_store)(zr, a10); SMR_SUFFIX(smr_store)(zr + SMR_LANES, a11); SMR_SUFFIX(smr_store)(zr + 2 * SMR_LANES, a12);
+    zr = z + 2 * ldz; SMR_SUFFIX(smr_store)(zr, a20); SMR_SUFFIX(smr_store)(zr + SMR_LANES, a21); SMR_SUFFIX(smr_store)(zr + 2 * SMR_LANES, a22);
+    zr = z + 3 * ldz; SMR_SUFFIX(smr_store)(zr, a30); SMR_SUFFIX(smr_store)(zr + SMR_LANES, a31); SMR_SUFFIX(smr_store)(zr + 2 * SMR_LANES, a32);
+}
+
+static inline void SMR_SUFFIX(smr_wide_logits1)(
+    const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b, SMR_T *z)
+{
+    SMR_VEC a0 = SMR_SUFFIX(smr_load)(b), a1 = SMR_SUFFIX(smr_load)(b + SMR_LANES);
+    SMR_VEC a2 = SMR_SUFFIX(smr_load)(b + 2 * SMR_LANES);
+    for (Py_ssize_t j = 0; j < d; j++) {
+        const SMR_T *w_j = w + j * ldw;
+        a0 += x[j] * SMR_SUFFIX(smr_load)(w_j);
+        a1 += x[j] * SMR_SUFFIX(smr_load)(w_j + SMR_LANES);
+        a2 += x[j] * SMR_SUFFIX(smr_load)(w_j + 2 * SMR_LANES);
+    }
+    SMR_SUFFIX(smr_store)(z, a0);
+    SMR_SUFFIX(smr_store)(z + SMR_LANES, a1);
+    SMR_SUFFIX(smr_store)(z + 2 * SMR_LANES, a2);
+}
+
+/*
+ * z[r, :tile] = b[:tile] + x[r] @ w[:, :tile] for 6 rows r of x (row stride d): 12
+ * vector accumulators, enough to keep both FMA units busy through their latency.
+ */
+static inline void SMR_SUFFIX(smr_tile_logits6)(
+    const SMR_T *x, Py_ssize_t d, const SMR_T *w, Py_ssize_t ldw, const SMR_T *b,
+    SMR_T *z, Py_ssize_t ldz)
+{
+    const SMR_VEC b0 = SMR_SUFFIX(smr_load)(b), b1 = SMR_SUFFIX(smr_load)(b + SMR_LANES);
+    SMR_VEC a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1;
+    SMR_VEC a30 = b0, a31 = b1, a40 = b0, a41 = b1, a50 = b0, a51 = b1;
     for (Py_ssize_t j = 0; j < d; j++) {
         const SMR_VEC w0 = SMR_SUFFIX(smr_load)(w + j * ldw);
         const SMR_VEC w1 = SMR_SUFFIX(smr_load)(w + j * ldw + SMR_LANES);
-        const SMR_T x0 = x[j], x1 = x[d + j], x2 = x[2 * d + j], x3 = x[3 * d + j];
-        a00 += x0 * w0; a01 += x0 * w1;
-        a10 += x1 * w0; a11 += x1 * w1;
-        a20 += x2 * w0; a21 += x2 * w1;
-        a30 += x3 * w0; a31 += x3 * w1;
+        SMR_T xr;
+        xr = x[j];         a00 += xr * w0; a01 += xr * w1;
+        xr = x[d + j];     a10 += xr * w0; a11 += xr * w1;
+        xr = x[2 * d + j]; a20 += xr * w0; a21 += xr * w1;
+        xr = x[3 * d + j]; a30 += xr * w0; a31 += xr * w1;
+        xr = x[4 * d + j]; a40 += xr * w0; a41 += xr * w1;
+        xr = x[5 * d + j]; a50 += xr * w0; a51 += xr * w1;
     }
     SMR_SUFFIX(smr_store)(z, a00);            SMR_SUFFIX(smr_store)(z + SMR_LANES, a01);
     SMR_SUFFIX(smr_store)(z + ldz, a10);      SMR_SUFFIX(smr_store)(z + ldz + SMR_LANES, a11);
     SMR_SUFFIX(smr_store)(z + 2 * ldz, a20);  SMR_SUFFIX(smr_store)(z + 2 * ldz + SMR_LANES, a21);
     SMR_SUFFIX(smr_store)(z + 3 * ldz, a30);  SMR_SUFFIX(smr_store)(z + 3 * ldz + SMR_LANES, a31);
+    SMR_SUFFIX(smr_store)(z + 4 * ldz, a40);  SMR_SUFFIX(smr_store)(z + 4 * ldz + SMR_LANES, a41);
+    SMR_SUFFIX(smr_store)(z + 5 * ldz, a50);  SMR_SUFFIX(smr_store)(z + 5 * ldz + SMR_LANES, a51);
 }
 
 /* z[:tile] = b[:tile] + x @ w[:, :tile] for one row x. */
@@ -94,6 +148,47 @@ static inline void SMR_SUFFIX(smr_half_logits1)(
         a0 += x[j] * SMR_SUFFIX(smr_load)(w + j * ldw);
     }
     SMR_SUFFIX(smr_store)(z, a0);
+}
+
+/* out[f, :3 vectors] += sum_r x[r, f] g[r, :3 vectors] for 4 features f. */
+static inline void SMR_SUFFIX(smr_wide_gradient4)(
+    const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg,
+    SMR_T *out, Py_ssize_t ldo)
+{
+    SMR_VEC a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0};
+    SMR_VEC a20 = {0}, a21 = {0}, a22 = {0}, a30 = {0}, a31 = {0}, a32 = {0};
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const SMR_T *g_r = g + r * ldg;
+        const SMR_VEC g0 = SMR_SUFFIX(smr_load)(g_r);
+        const SMR_VEC g1 = SMR_SUFFIX(smr_load)(g_r + SMR_LANES);
+        const SMR_VEC g2 = SMR_SUFFIX(smr_load)(g_r + 2 * SMR_LANES);
+        const SMR_T *x_r = x + r * d;
+        SMR_T xf;
+        xf = x_r[0]; a00 += xf * g0; a01 += xf * g1; a02 += xf * g2;
+        xf = x_r[1]; a10 += xf * g0; a11 += xf * g1; a12 += xf * g2;
+        xf = x_r[2]; a20 += xf * g0; a21 += xf * g1; a22 += xf * g2;
+        xf = x_r[3]; a30 += xf * g0; a31 += xf * g1; a32 += xf * g2;
+    }
+    SMR_T *o;
+    o = out;           SMR_ADD_TO(o, a00); SMR_ADD_TO(o + SMR_LANES, a01); SMR_ADD_TO(o + 2 * SMR_LANES, a02);
+    o = out + ldo;     SMR_ADD_TO(o, a10); SMR_ADD_TO(o + SMR_LANES, a11); SMR_ADD_TO(o + 2 * SMR_LANES, a12);
+    o = out + 2 * ldo; SMR_ADD_TO(o, a20); SMR_ADD_TO(o + SMR_LANES, a21); SMR_ADD_TO(o + 2 * SMR_LANES, a22);
+    o = out + 3 * ldo; SMR_ADD_TO(o, a30); SMR_ADD_TO(o + SMR_LANES, a31); SMR_ADD_TO(o + 2 * SMR_LANES, a32);
+}
+
+static inline void SMR_SUFFIX(smr_wide_gradient1)(
+    const SMR_T *x, Py_ssize_t d, Py_ssize_t rows, const SMR_T *g, Py_ssize_t ldg, SMR_T *out)
+{
+    SMR_VEC a0 = {0}, a1 = {0}, a2 = {0};
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const SMR_T *g_r = g + r * ldg;
+        a0 += x[r * d] * SMR_SUFFIX(smr_load)(g_r);
+        a1 += x[r * d] * SMR_SUFFIX(smr_load)(g_r + SMR_LANES);
+        a2 += x[r * d] * SMR_SUFFIX(smr_load)(g_r + 2 * SMR_LANES);
+    }
+    SMR_ADD_TO(out, a0);
+    SMR_ADD_TO(out + SMR_LANES, a1);
+    SMR_ADD_TO(out + 2 * SMR_LANES, a2);
 }
 
 /* out[f, :tile] += sum_r x[r, f] g[r, :tile] for 4 features f (x's row stride d). */
