@@ -132,7 +132,8 @@ class LinearSoftmaxObjective:
             self._coef_t.ravel()[:] = w_coef
             if self.fit_intercept:
                 self._intercept[:] = w[self._n_coef :]
-            penalty = 0.5 * self._l2 * float(w_coef @ w_coef)
+            # einsum, not a BLAS dot: no BLAS thread may wake up beside the kernel.
+            penalty = 0.5 * self._l2 * float(np.einsum("i,i", w_coef, w_coef))
         loss = self._kernels.linear_loss_gradient(
             self.X,
             self.labels,
