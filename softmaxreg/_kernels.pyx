@@ -356,10 +356,10 @@ def linear_loss_gradient(
         grad_intercept = sum_i g_i                                    (k,)
 
     The rows are taken in blocks small enough to stay in cache: a block's logits
-    come from register-blocked tiles (4 rows by one vector pair of classes), are
-    turned into ``g`` in place, and the same block of X, still in cache, gives the
-    block's share of the gradient (tiles of 4 features by the same classes). No
-    (n, k) array is allocated. Every thread accumulates into its own buffer over a
+    come from register-blocked tiles (4 to 8 rows by 1 to 3 vectors of classes,
+    see _tiles_impl.h), are turned into ``g`` in place by a vectorized softmax, and
+    the same block of X, still in cache, gives the block's share of the gradient
+    (tiles of 4 or 8 features by the same classes). No (n, k) array is allocated. Every thread accumulates into its own buffer over a
     contiguous (static) range of blocks; the buffers are then added in thread
     order, so for a given thread count the result is the same on every run. An
     empty ``sample_weight`` means unit weights; rows of weight 0 contribute nothing.
