@@ -171,7 +171,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             self, X, y, dtype=[np.float64, np.float32], order="C", y_numeric=False
         )
         check_classification_targets(y)
-        classes, labels = np.unique(y, return_inverse=True)
+        # Not np.unique(..., return_inverse=True): its temporaries are 5 arrays of n.
+        classes = np.unique(y)
+        labels = np.searchsorted(classes, y)
         if classes.shape[0] < 2:
             raise ValueError(
                 "SoftmaxRegressor needs samples of at least 2 classes in the data, "
@@ -190,7 +192,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
         objective = LinearSoftmaxObjective(
             X,
-            labels.astype(np.intp, copy=False),
+            labels,
             classes.shape[0],
             sw,
             C=self.C,
