@@ -218,12 +218,19 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 verbose=self.verbose,
             )
         if not result.converged:
+            if result.n_iter >= self.max_iter:
+                advice = "Increase max_iter, or scale the data (e.g. with StandardScaler)."
+            else:
+                advice = (
+                    f"The line search found no further decrease: tol={self.tol:g} may be "
+                    f"below what {X.dtype.name} arithmetic can resolve here."
+                )
             warnings.warn(
                 f"SoftmaxRegressor ({self.solver}) did not converge after "
-                f"{result.n_iter} iterations (max_iter={self.max_iter}): {result.message}. "
-                "Increase max_iter, or scale the data (e.g. with StandardScaler).",
+                f"{result.n_iter} iterations (max_iter={self.max_iter}; solver: "
+                f"{result.message.strip(' .:')}). {advice}",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of fit, past _fit_context's wrapper
             )
         coef, intercept = objective.unpack(result.w)
         self.classes_ = classes

@@ -95,7 +95,10 @@ def test_integer_sample_weight_is_repetition(blobs):
 def test_float32_stays_float32(blobs):
     """float32 X gives float32 coefficients and outputs, close to the float64 model."""
     X, y = blobs
-    m32 = SoftmaxRegressor(**TIGHT).fit(X.astype(np.float32), y)
+    with warnings.catch_warnings():
+        # tol=1e-12 is below float32 resolution: the line search may stop first.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m32 = SoftmaxRegressor(**TIGHT).fit(X.astype(np.float32), y)
     m64 = SoftmaxRegressor(**TIGHT).fit(X, y)
     assert m32.coef_.dtype == np.float32 and m32.intercept_.dtype == np.float32
     X32 = X.astype(np.float32)
@@ -156,7 +159,7 @@ def test_verbose_reports_each_iteration(blobs, capsys):
 
 def test_convergence_warning_when_max_iter_is_reached(blobs):
     X, y = blobs
-    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+    with pytest.warns(ConvergenceWarning, match="max_iter=2.*Increase max_iter"):
         m = SoftmaxRegressor(max_iter=2).fit(X, y)
     assert m.n_iter_ == 2
 
