@@ -4,7 +4,8 @@
  * _kernels_avx512 build, 256-bit in _kernels_avx2, else 128-bit (SSE2 on the
  * x86-64 baseline, NEON on aarch64). No intrinsics, no -ffast-math.
  *
- * Instantiated twice by _tiles_impl.h: suffix _d (double) and _f (float).
+ * Instantiated twice by including _tiles_impl.h, which undefines its parameters
+ * (SMR_T, SMR_LANES, ...) when done: suffix _d (double) and _f (float).
  */
 #ifndef SOFTMAXREG_TILES_H
 #define SOFTMAXREG_TILES_H
@@ -41,19 +42,6 @@
     + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 \
     + r * (1.0 / 6227020800.0))))))))))))))
 #include "_tiles_impl.h"
-#undef SMR_T
-#undef SMR_I
-#undef SMR_LANES
-#undef SMR_SUFFIX
-#undef SMR_EXP_LO
-#undef SMR_EXP_HI
-#undef SMR_LOG2E
-#undef SMR_LN2_HI
-#undef SMR_LN2_LO
-#undef SMR_SHIFT
-#undef SMR_MANTISSA_BITS
-#undef SMR_EXP_BIAS
-#undef SMR_POLY
 
 #define SMR_T float
 #define SMR_I int32_t
@@ -72,18 +60,5 @@
     (1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 \
     + r * (1.0f / 720 + r * (1.0f / 5040 + r * (1.0f / 40320)))))))))
 #include "_tiles_impl.h"
-#undef SMR_T
-#undef SMR_I
-#undef SMR_LANES
-#undef SMR_SUFFIX
-#undef SMR_EXP_LO
-#undef SMR_EXP_HI
-#undef SMR_LOG2E
-#undef SMR_LN2_HI
-#undef SMR_LN2_LO
-#undef SMR_SHIFT
-#undef SMR_MANTISSA_BITS
-#undef SMR_EXP_BIAS
-#undef SMR_POLY
 
 #endif

@@ -355,3 +355,16 @@ static inline double SMR_SUFFIX(smr_row_loss_grad)(SMR_T *z, Py_ssize_t kp, Py_s
 
 #undef SMR_VEC
 #undef SMR_IVEC
+#undef SMR_T
+#undef SMR_I
+#undef SMR_LANES
+#undef SMR_SUFFIX
+#undef SMR_EXP_LO
+#undef SMR_EXP_HI
+#undef SMR_LOG2E
+#undef SMR_LN2_HI
+#undef SMR_LN2_LO
+#undef SMR_SHIFT
+#undef SMR_MANTISSA_BITS
+#undef SMR_EXP_BIAS
+#undef SMR_POLY
