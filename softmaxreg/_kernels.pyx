@@ -106,8 +106,8 @@ cdef extern from "_tiles.h" nogil:
                               Py_ssize_t ldg, double *out)
     void smr_half_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
                               Py_ssize_t ldg, float *out)
-    double smr_row_loss_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w)
-    double smr_row_loss_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w)
+    double smr_row_softmax_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w, double *s)
+    double smr_row_softmax_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w, double *s)
 
 
 cdef enum:
@@ -436,6 +436,10 @@ def linear_loss_gradient(
     return loss
 
 
+cdef double TWO_TO_512 = 2.0 ** 512
+cdef double LN2 = 0.6931471805599453
+
+
 cdef enum:
     # A block of X should stay in L2 while it is read for the logits and again for
     # the gradient.
@@ -591,7 +595,10 @@ cdef double _block_loss_gradient(
     """
     cdef Py_ssize_t r, c
     cdef floating w
-    cdef double loss = 0.0
+    cdef double loss = 0.0, s
+    # Unweighted, sum_r log(s_r) = log(prod_r s_r): one log per block. The product
+    # (each s_r in [1, kp]) is scaled by 2**-512 whenever it passes 2**512.
+    cdef double s_product = 1.0, s_product_exponent = 0.0
     cdef floating *z_row
     _logits_tiles(x, rows, d, coef_pad, kp, z)
     # Loss and g = w (softmax - onehot), in place; padded columns (-inf) end as 0.
@@ -601,10 +608,18 @@ cdef double _block_loss_gradient(
         if w == 0:
             for c in range(kp):
                 z_row[c] = 0
+            continue
+        if floating is float:
+            loss += smr_row_softmax_grad_f(z_row, kp, labels[r], w, &s)
         else:
-            if floating is float:
-                loss += smr_row_loss_grad_f(z_row, kp, labels[r], w)
-            else:
-                loss += smr_row_loss_grad_d(z_row, kp, labels[r], w)
+            loss += smr_row_softmax_grad_d(z_row, kp, labels[r], w, &s)
+        if sample_weight != NULL:
+            loss += w * log(s)
+        else:
+            s_product *= s
+            if s_product > TWO_TO_512:
+                s_product *= 1.0 / TWO_TO_512
+                s_product_exponent += 512
+    loss += log(s_product) + s_product_exponent * LN2
     _gradient_tiles(x, rows, d, z, kp, acc)
     return loss

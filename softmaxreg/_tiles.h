@@ -10,7 +10,6 @@
 #ifndef SOFTMAXREG_TILES_H
 #define SOFTMAXREG_TILES_H
 
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

@@ -313,11 +313,15 @@ static inline void SMR_SUFFIX(smr_exp_shifted)(const SMR_T *z, Py_ssize_t kp, SM
 
 /*
  * One row of padded logits z[:kp], whose padding holds -inf, turned in place into
- * g = w (softmax(z) - onehot(y)) (0 in the padding); returns w (logsumexp(z) - z_y).
- * g_y = -w sum_{c != y} e_c / s is computed from the other classes' terms, so it
- * keeps its relative precision when p_y is close to 1.
+ * g = w (softmax(z) - onehot(y)) (0 in the padding). The row's loss is
+ * w (log(s) - (z_y - m)) with m = max(z) and s = sum(exp(z - m)) in [1, kp]: this
+ * returns w (m - z_y) and writes s, so that the caller can take the logs of many
+ * rows at once. g_y = -w sum_{c != y} e_c / s is computed from the other classes'
+ * terms, so it keeps its relative precision when p_y is close to 1.
  */
-static inline double SMR_SUFFIX(smr_row_loss_grad)(SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w) {
+static inline double SMR_SUFFIX(smr_row_softmax_grad)(
+    SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w, double *s_out)
+{
     SMR_VEC mv = SMR_SUFFIX(smr_load)(z);
     for (Py_ssize_t c = SMR_LANES; c < kp; c += SMR_LANES) {
         const SMR_VEC v = SMR_SUFFIX(smr_load)(z + c);
@@ -350,7 +354,8 @@ static inline double SMR_SUFFIX(smr_row_loss_grad)(SMR_T *z, Py_ssize_t kp, Py_s
         SMR_SUFFIX(smr_store)(z + c, SMR_SUFFIX(smr_load)(z + c) * scale);
     }
     z[y] = (SMR_T)(-w * (s_other / s));
-    return w * (log(s) - (z_y - (double)m));
+    *s_out = s;
+    return w * ((double)m - z_y);
 }
 
 #undef SMR_VEC
