@@ -43,20 +43,29 @@ def _kernel_targets(rows, kernel):
                  f"{memory[0]:.2%}", memory[0] <= 0.10, "tracemalloc")
 
 
+def _default_fits(rows, fit, problem, reference, label):
+    """softmaxreg's and ``reference``'s default float64 fits on ``problem``, or None
+    (with a "not measured" row where either was skipped)."""
+    numbers = fit.get((problem, "float64"))
+    if not numbers:
+        return None
+    ours, theirs = numbers["methods"][OURS], numbers["methods"][reference]
+    if not (ours["default_seconds"] and theirs["default_seconds"]):
+        rows.append([label, "not measured", "-", ours["skip"] or theirs["skip"]])
+        return None
+    return ours, theirs
+
+
 def _fit_targets(rows, fit):
-    p1 = fit.get(("P1", "float64"))
-    if p1:
-        ours, theirs = p1["methods"][OURS], p1["methods"]["LR lbfgs, BLAS default"]
-        if not (ours["default_seconds"] and theirs["default_seconds"]):
-            rows.append(["fit, P1 float64 defaults", "not measured",
-                         "-", ours["skip"] or theirs["skip"]])
-        else:
-            _at_least(rows, "fit, P1 float64 defaults: SoftmaxRegressor() >= 10x faster than "
-                      "LogisticRegression()", theirs["default_seconds"] / ours["default_seconds"],
-                      10.0, "both with default threads (SoftmaxRegressor n_jobs=2)")
-            gap = (ours["default_F"] - theirs["default_F"]) / abs(theirs["default_F"])
-            _row(rows, "fit, P1 float64 defaults: final objective no worse than "
-                 "LogisticRegression()'s", f"relative difference {gap:+.1e}", gap <= 1e-12)
+    pair = _default_fits(rows, fit, "P1", "LR lbfgs, BLAS default", "fit, P1 float64 defaults")
+    if pair:
+        ours, theirs = pair
+        _at_least(rows, "fit, P1 float64 defaults: SoftmaxRegressor() >= 10x faster than "
+                  "LogisticRegression()", theirs["default_seconds"] / ours["default_seconds"],
+                  10.0, "both with default threads (SoftmaxRegressor n_jobs=2)")
+        gap = (ours["default_F"] - theirs["default_F"]) / abs(theirs["default_F"])
+        _row(rows, "fit, P1 float64 defaults: final objective no worse than "
+             "LogisticRegression()'s", f"relative difference {gap:+.1e}", gap <= 1e-12)
     for name in ("P2", "P3", "P4"):
         numbers = fit.get((name, "float64"))
         if not numbers:
@@ -91,15 +100,11 @@ def _fit_targets(rows, fit):
                 _row(rows, target, measured, met,
                      f"{low_method} did not get there in {low:.3g} s"
                      + (f"; {high_method} did in {high:.3g} s" if high is not None else ""))
-    digits = fit.get(("digits", "float64"))
-    if digits:
-        ours, theirs = digits["methods"][OURS], digits["methods"]["LR lbfgs"]
-        if not (ours["default_seconds"] and theirs["default_seconds"]):
-            rows.append(["fit, digits defaults", "not measured",
-                         "-", ours["skip"] or theirs["skip"]])
-        else:
-            _at_least(rows, "fit, digits defaults: >= 3x faster than LogisticRegression with "
-                      "BLAS at 1 thread", theirs["default_seconds"] / ours["default_seconds"], 3.0)
+    pair = _default_fits(rows, fit, "digits", "LR lbfgs", "fit, digits defaults")
+    if pair:
+        ours, theirs = pair
+        _at_least(rows, "fit, digits defaults: >= 3x faster than LogisticRegression with "
+                  "BLAS at 1 thread", theirs["default_seconds"] / ours["default_seconds"], 3.0)
 
 
 def summarize(kernel, fit, quick):

@@ -10,8 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._dispatch import kernels as _kernels
-from ._dispatch import linear_kernels
+from ._dispatch import kernels as _kernels, linear_kernels
 from ._objective import LinearSoftmaxObjective, feature_scales
 from ._solvers import lbfgs
 from ._threads import n_threads_from_n_jobs, single_threaded_blas
