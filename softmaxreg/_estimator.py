@@ -11,12 +11,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dispatch import kernels as _kernels, linear_kernels
-from ._objective import LinearSoftmaxObjective, feature_scales
-from ._solvers import lbfgs
+from ._objective import LinearSoftmaxObjective
+from ._preconditioning import StandardizedObjective
+from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
 from ._threads import n_threads_from_n_jobs, single_threaded_blas
 from ._validation import check_sample_weight
 
-_SOLVERS = {"lbfgs": lbfgs}
+_SOLVERS = {
+    "lbfgs": lbfgs,
+    "newton-cg": newton_cg,
+    "lbfgs, then newton-cg": lbfgs_then_newton_cg,  # what "auto" runs from a cold start
+}
 
 
 class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
@@ -44,13 +49,35 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         Stop when the largest absolute entry of the gradient of the objective,
         divided by ``C * sum(sample_weight)``, is at most ``tol``: the criterion
-        of ``LogisticRegression(solver="lbfgs")``.
+        of ``LogisticRegression(solver="lbfgs")``, for every solver. The gradient
+        is taken with respect to ``coef_`` and ``intercept_`` themselves, whatever
+        coordinates the solver moves in.
     max_iter : int, default=100
-        Maximum number of solver iterations. A :class:`~sklearn.exceptions.ConvergenceWarning`
-        is issued when it is reached.
-    solver : {"lbfgs"}, default="lbfgs"
-        The optimization algorithm. ``"lbfgs"``: scipy's L-BFGS-B with the
-        settings ``LogisticRegression`` uses.
+        Maximum number of solver iterations (Newton iterations for
+        ``"newton-cg"``; with ``"auto"``, L-BFGS and newton-cg each get
+        ``max_iter``). A :class:`~sklearn.exceptions.ConvergenceWarning` is
+        issued when it is reached.
+    solver : {"auto", "lbfgs", "newton-cg"}, default="auto"
+        The optimization algorithm. Every solver moves in coordinates where the
+        features look standardized: an exact change of variables by each
+        feature's weighted mean and standard deviation (X is neither copied nor
+        changed), so raw, unscaled features do not slow it down and the model is
+        the same as without it.
+
+        - ``"lbfgs"``: scipy's L-BFGS-B with ``LogisticRegression``'s settings;
+          one pass over X per iteration. The fastest on well-conditioned problems.
+        - ``"newton-cg"``: truncated Newton. Each iteration solves the Newton
+          system by conjugate gradients on Hessian-vector products (one fused
+          pass over X each), then takes the longest step with Armijo's
+          sufficient decrease. Few, costlier iterations; it converges where
+          L-BFGS crawls (nearly separable classes under a weak penalty) and
+          quickly from a warm start.
+        - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
+          solution; otherwise ``"lbfgs"``, and if that has not converged after
+          ``max_iter`` iterations, ``"newton-cg"`` from where it stopped. In
+          benchmarks/ L-BFGS was the faster on every well-conditioned problem
+          (it converged within 41 iterations on each), while on raw digits it
+          needed 136 iterations where newton-cg needed 10.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits.
     class_weight : dict or "balanced", default=None
@@ -79,7 +106,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Intercepts, centred to sum to zero (softmax is unchanged by a shift).
         Zero when ``fit_intercept=False``.
     n_iter_ : int
-        Number of solver iterations of the last fit.
+        Number of solver iterations of the last fit (with ``"auto"``, of both
+        solvers).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -99,18 +127,18 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
     Examples
     --------
+    Raw features need no scaler (the solvers standardize them internally):
+
     >>> from sklearn.datasets import load_iris
-    >>> from sklearn.pipeline import make_pipeline
-    >>> from sklearn.preprocessing import StandardScaler
     >>> from softmaxreg import SoftmaxRegressor
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = make_pipeline(StandardScaler(), SoftmaxRegressor(C=10.0)).fit(X, y)
+    >>> clf = SoftmaxRegressor(C=10.0).fit(X, y)
     >>> clf.predict(X[:3])
     array([0, 0, 0])
     >>> clf.predict_proba(X[:1]).round(3)
-    array([[1., 0., 0.]])
+    array([[0.997, 0.003, 0.   ]])
     >>> round(clf.score(X, y), 3)
-    0.973
+    0.98
     """
 
     _parameter_constraints = {
@@ -118,7 +146,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "solver": [StrOptions(set(_SOLVERS))],
+        "solver": [StrOptions({"auto", "lbfgs", "newton-cg"})],
         "warm_start": ["boolean"],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "n_jobs": [Integral, None],
@@ -131,7 +159,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         fit_intercept=True,
         tol=1e-4,
         max_iter=100,
-        solver="lbfgs",
+        solver="auto",
         warm_start=False,
         class_weight=None,
         n_jobs=None,
@@ -197,41 +225,42 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             C=self.C,
             fit_intercept=self.fit_intercept,
             n_threads=n_threads,
-            feature_scale=feature_scales(X),
         )
-        if (
+        warm = (
             self.warm_start
             and hasattr(self, "coef_")
             and self.coef_.shape == (classes.shape[0], X.shape[1])
-        ):
-            w0 = objective.pack(self.coef_, self.intercept_)
-        else:
-            w0 = np.zeros(objective.n_params)
-
+        )
+        solver = self.solver if self.solver != "auto" else _auto_solver(warm)
         with single_threaded_blas():
-            result = _SOLVERS[self.solver](
-                objective.loss_gradient,
-                w0,
+            standardized = StandardizedObjective(objective, n_threads)
+            if warm:
+                w0 = objective.pack(self.coef_, self.intercept_)
+            else:
+                w0 = np.zeros(objective.n_params)
+            result = _SOLVERS[solver](
+                standardized,
+                standardized.to_solver(w0),
                 tol=self.tol,
                 max_iter=self.max_iter,
                 verbose=self.verbose,
             )
         if not result.converged:
-            if result.n_iter >= self.max_iter:
-                advice = "Increase max_iter, or scale the data (e.g. with StandardScaler)."
+            if result.reached_max_iter:
+                advice = "Increase max_iter, or tol."
             else:
                 advice = (
                     f"The line search found no further decrease: tol={self.tol:g} may be "
                     f"below what {X.dtype.name} arithmetic can resolve here."
                 )
             warnings.warn(
-                f"SoftmaxRegressor ({self.solver}) did not converge after "
+                f"SoftmaxRegressor ({solver}) did not converge after "
                 f"{result.n_iter} iterations (max_iter={self.max_iter}; solver: "
                 f"{result.message.strip(' .:')}). {advice}",
                 ConvergenceWarning,
                 stacklevel=3,  # the caller of fit, past _fit_context's wrapper
             )
-        coef, intercept = objective.unpack(result.w)
+        coef, intercept = objective.unpack(standardized.to_model(result.w))
         self.classes_ = classes
         self.coef_ = coef
         self.intercept_ = intercept - intercept.mean()
@@ -325,6 +354,11 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _auto_solver(warm):
+    """The solver that ``solver="auto"`` runs: see the class docstring."""
+    return "newton-cg" if warm else "lbfgs, then newton-cg"
 
 
 def _class_weights(class_weight, classes, labels, sample_weight):

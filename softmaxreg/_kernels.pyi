@@ -47,3 +47,21 @@ def linear_loss_gradient(
     grad_intercept: _FloatArray,
     n_threads: int,
 ) -> float: ...
+def linear_hessian_product(
+    X: _FloatArray,
+    sample_weight: _FloatArray,
+    coef_t: _FloatArray,
+    intercept: _FloatArray,
+    direction_coef_t: _FloatArray,
+    direction_intercept: _FloatArray,
+    out_coef_t: _FloatArray,
+    out_intercept: _FloatArray,
+    n_threads: int,
+) -> None: ...
+def column_moments(
+    X: _FloatArray,
+    sample_weight: _FloatArray,
+    mean_out: _DoubleArray,
+    variance_out: _DoubleArray,
+    n_threads: int,
+) -> None: ...

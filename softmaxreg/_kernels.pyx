@@ -108,6 +108,8 @@ cdef extern from "_tiles.h" nogil:
                               Py_ssize_t ldg, float *out)
     double smr_row_softmax_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w, double *s)
     double smr_row_softmax_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w, double *s)
+    void smr_row_softmax_jvp_d(double *z, double *r, Py_ssize_t kp, double w)
+    void smr_row_softmax_jvp_f(float *z, float *r, Py_ssize_t kp, float w)
 
 
 cdef enum:
@@ -359,81 +361,242 @@ def linear_loss_gradient(
     come from register-blocked tiles (4 to 8 rows by 1 to 3 vectors of classes,
     see _tiles_impl.h), are turned into ``g`` in place by a vectorized softmax, and
     the same block of X, still in cache, gives the block's share of the gradient
-    (tiles of 4 or 8 features by the same classes). No (n, k) array is allocated. Every thread accumulates into its own buffer over a
-    contiguous (static) range of blocks; the buffers are then added in thread
-    order, so for a given thread count the result is the same on every run. An
+    (tiles of 4 or 8 features by the same classes). No (n, k) array is
+    allocated. Every thread accumulates into its own buffer over a contiguous
+    (static) range of blocks; the buffers are then added in thread order, so for
+    a given thread count the result is the same on every run. An
     empty ``sample_weight`` means unit weights; rows of weight 0 contribute nothing.
     X must have at least one column.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = coef_t.shape[1]
-    cdef Py_ssize_t lanes = _lanes(<floating *> NULL)
-    cdef Py_ssize_t kp = ((k + lanes - 1) // lanes) * lanes  # classes padded to whole vectors
+    cdef Py_ssize_t kp = _padded_classes(k, <floating *> NULL)
     cdef Py_ssize_t block = _block_rows(d, sizeof(floating))
     cdef Py_ssize_t n_blocks = (n + block - 1) // block
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef int n_slots = max(n_threads, 1)
-    # Per-thread slot: gradient accumulator ((d + 1) * kp), then the block's logits
-    # (block * kp), rounded up to a cache line. Everything is allocated here, so
-    # nothing can fail inside the parallel region.
-    cdef Py_ssize_t per_line = CACHE_LINE // sizeof(floating)
+    # Per-thread slot: gradient accumulator ((d + 1) * kp), then the block's logits.
     cdef Py_ssize_t acc_size = (d + 1) * kp
-    cdef Py_ssize_t stride = ((acc_size + block * kp + per_line - 1) // per_line) * per_line
+    cdef Py_ssize_t stride = _slot_stride(acc_size + block * kp, sizeof(floating))
     cdef Py_ssize_t loss_stride = CACHE_LINE // sizeof(double)
-    cdef floating *coef_pad
-    cdef floating *slots
-    cdef double *loss_slots
+    cdef floating *coef_pad = NULL
+    cdef floating *slots = NULL
+    cdef double *loss_slots = NULL
     cdef floating *my_acc
-    cdef Py_ssize_t i, j, c, t, start, rows
+    cdef Py_ssize_t i, t, start, rows
     cdef int tid
     cdef double loss = 0.0
-    cdef floating total
 
     if k == 0:
         return 0.0
-    coef_pad = <floating *> calloc((d + 1) * kp, sizeof(floating))
-    slots = <floating *> calloc(n_slots * stride, sizeof(floating))
-    loss_slots = <double *> calloc(n_slots * loss_stride, sizeof(double))
-    if coef_pad == NULL or slots == NULL or loss_slots == NULL:
+    # Everything is allocated here, so nothing can fail inside the parallel region.
+    try:
+        coef_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
+        slots = <floating *> _checked_calloc(n_slots * stride, sizeof(floating))
+        loss_slots = <double *> _checked_calloc(n_slots * loss_stride, sizeof(double))
+        # The intercept's padding is -inf: the padded logits drop out of the softmax.
+        _pad_coef(coef_t, intercept, -INFINITY, kp, coef_pad)
+        with nogil, parallel(num_threads=n_slots):
+            tid = omp_get_thread_num()
+            my_acc = slots + tid * stride
+            for i in prange(n_blocks, schedule="static"):
+                start = i * block
+                rows = min(block, n - start)
+                loss_slots[tid * loss_stride] += _block_loss_gradient(
+                    &X[start, 0], rows, d, &labels[start],
+                    &sample_weight[start] if weighted else NULL,
+                    coef_pad, k, kp, my_acc + acc_size, my_acc,
+                )
+        for t in range(n_slots):
+            loss += loss_slots[t * loss_stride]
+        _reduce_slots(slots, n_slots, stride, kp, grad_coef_t, grad_intercept)
+    finally:
         free(coef_pad)
         free(slots)
         free(loss_slots)
+    return loss
+
+
+def linear_hessian_product(
+    const floating[:, ::1] X,
+    const floating[::1] sample_weight,
+    const floating[:, ::1] coef_t,
+    const floating[::1] intercept,
+    const floating[:, ::1] direction_coef_t,
+    const floating[::1] direction_intercept,
+    floating[:, ::1] out_coef_t,
+    floating[::1] out_intercept,
+    int n_threads,
+):
+    """Product of the Hessian of the linear softmax loss with a direction (V, v).
+
+    The loss ``sum_i w_i CE(softmax(z_i), y_i)`` with ``z_i = x_i @ coef_t +
+    intercept`` has, for one-hot targets, the Hessian-vector product::
+
+        r_i           = x_i @ V + v                         (the direction's logits)
+        u_i           = w_i (p_i * r_i - p_i (p_i . r_i))   (p_i = softmax(z_i))
+        out_coef_t    = sum_i outer(x_i, u_i)               (d, k)
+        out_intercept = sum_i u_i                           (k,)
+
+    ``u_i`` is the softmax Jacobian ``diag(p) - p p^T`` applied to ``r_i``; the
+    labels do not enter. As in :func:`linear_loss_gradient`, rows go in blocks
+    that stay in cache: the tiles compute a block's logits ``z`` and ``r``, a
+    vectorized row pass turns ``r`` into ``u``, and the same block of X gives the
+    block's share of ``X.T @ u``. Each block of X is read from memory once per
+    product; per-thread accumulators are added in thread order. An empty
+    ``sample_weight`` means unit weights.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = coef_t.shape[1]
+    cdef Py_ssize_t kp = _padded_classes(k, <floating *> NULL)
+    cdef Py_ssize_t block = _block_rows(d, sizeof(floating))
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef int n_slots = max(n_threads, 1)
+    # Per-thread slot: accumulator ((d + 1) * kp), the block's logits z, then r.
+    cdef Py_ssize_t acc_size = (d + 1) * kp
+    cdef Py_ssize_t stride = _slot_stride(acc_size + 2 * block * kp, sizeof(floating))
+    cdef floating *coef_pad = NULL
+    cdef floating *direction_pad = NULL
+    cdef floating *slots = NULL
+    cdef floating *my_acc
+    cdef Py_ssize_t i, start, rows
+    cdef int tid
+
+    if k == 0:
+        return
+    try:
+        coef_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
+        direction_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
+        slots = <floating *> _checked_calloc(n_slots * stride, sizeof(floating))
+        _pad_coef(coef_t, intercept, -INFINITY, kp, coef_pad)
+        # The direction's padding is 0, so that p_c r_c = 0 * 0 in padded columns.
+        _pad_coef(direction_coef_t, direction_intercept, 0, kp, direction_pad)
+        with nogil, parallel(num_threads=n_slots):
+            tid = omp_get_thread_num()
+            my_acc = slots + tid * stride
+            for i in prange(n_blocks, schedule="static"):
+                start = i * block
+                rows = min(block, n - start)
+                _block_hessian_product(
+                    &X[start, 0], rows, d,
+                    &sample_weight[start] if weighted else NULL,
+                    coef_pad, direction_pad, kp,
+                    my_acc + acc_size, my_acc + acc_size + block * kp, my_acc,
+                )
+        _reduce_slots(slots, n_slots, stride, kp, out_coef_t, out_intercept)
+    finally:
+        free(coef_pad)
+        free(direction_pad)
+        free(slots)
+
+
+def column_moments(
+    const floating[:, ::1] X,
+    const floating[::1] sample_weight,
+    double[::1] mean_out,
+    double[::1] variance_out,
+    int n_threads,
+):
+    """Weighted mean and (biased) variance of each column of X, in float64.
+
+    ``mean_j = sum_i w_i x_ij / sum_i w_i`` and ``variance_j = sum_i w_i (x_ij -
+    mean_j)**2 / sum_i w_i``, computed in one pass from sums of ``x_ij - x_0j``
+    (the first row as the shift keeps the cancellation small). An empty
+    ``sample_weight`` means unit weights; the weights must have a positive sum.
+    Columns whose squares overflow get an infinite variance. Per-thread sums are
+    added in thread order.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef int n_slots = max(n_threads, 1)
+    # Per-thread slot: the weight sum (padded to a cache line), sums of shifted x, of their squares.
+    cdef Py_ssize_t head = CACHE_LINE // sizeof(double)
+    cdef Py_ssize_t stride = _slot_stride(head + 2 * d, sizeof(double))
+    cdef double *slots = NULL
+    cdef double *my_sums
+    cdef double w, v, weight_sum, mean_shift
+    cdef Py_ssize_t i, j, t
+    cdef int tid
+
+    if n == 0 or d == 0:
+        return
+    try:
+        slots = <double *> _checked_calloc(n_slots * stride, sizeof(double))
+        with nogil, parallel(num_threads=n_slots):
+            tid = omp_get_thread_num()
+            my_sums = slots + tid * stride
+            for i in prange(n, schedule="static"):
+                w = sample_weight[i] if weighted else 1.0
+                my_sums[0] += w
+                for j in range(d):
+                    v = <double> X[i, j] - <double> X[0, j]
+                    my_sums[head + j] += w * v
+                    my_sums[head + d + j] += w * v * v
+        weight_sum = 0.0
+        for t in range(n_slots):
+            weight_sum += slots[t * stride]
+        for j in range(d):
+            mean_shift = 0.0
+            v = 0.0
+            for t in range(n_slots):
+                mean_shift += slots[t * stride + head + j]
+                v += slots[t * stride + head + d + j]
+            mean_shift /= weight_sum
+            mean_out[j] = <double> X[0, j] + mean_shift
+            variance_out[j] = max(v / weight_sum - mean_shift * mean_shift, 0.0)
+    finally:
+        free(slots)
+
+
+cdef void *_checked_calloc(size_t count, size_t size) except NULL:
+    cdef void *p = calloc(max(count, 1), size)
+    if p == NULL:
         raise MemoryError()
-    # coef_t and the intercept, padded with columns of zeros and an intercept of
-    # -inf: the padded logits are -inf, so they drop out of the softmax.
+    return p
+
+
+cdef inline Py_ssize_t _slot_stride(Py_ssize_t count, Py_ssize_t itemsize) noexcept nogil:
+    """``count`` elements rounded up to whole cache lines, so threads never share one."""
+    cdef Py_ssize_t per_line = CACHE_LINE // itemsize
+    return ((count + per_line - 1) // per_line) * per_line
+
+
+cdef inline Py_ssize_t _padded_classes(Py_ssize_t k, floating *dtype_tag) noexcept nogil:
+    """k rounded up to whole vectors."""
+    cdef Py_ssize_t lanes = _lanes(dtype_tag)
+    return ((k + lanes - 1) // lanes) * lanes
+
+
+cdef void _pad_coef(
+    const floating[:, ::1] coef_t, const floating[::1] intercept, floating intercept_pad,
+    Py_ssize_t kp, floating *out,
+) noexcept:
+    """out (d + 1, kp) = [coef_t; intercept] with zero columns appended, except that
+    the intercept's padded entries are ``intercept_pad``. ``out`` is zeroed already."""
+    cdef Py_ssize_t d = coef_t.shape[0], k = coef_t.shape[1], j, c
     for j in range(d):
         for c in range(k):
-            coef_pad[j * kp + c] = coef_t[j, c]
+            out[j * kp + c] = coef_t[j, c]
     for c in range(kp):
-        coef_pad[d * kp + c] = intercept[c] if c < k else -INFINITY
+        out[d * kp + c] = intercept[c] if c < k else intercept_pad
 
-    with nogil, parallel(num_threads=n_slots):
-        tid = omp_get_thread_num()
-        my_acc = slots + tid * stride
-        for i in prange(n_blocks, schedule="static"):
-            start = i * block
-            rows = min(block, n - start)
-            loss_slots[tid * loss_stride] += _block_loss_gradient(
-                &X[start, 0], rows, d, &labels[start],
-                &sample_weight[start] if weighted else NULL,
-                coef_pad, k, kp, my_acc + acc_size, my_acc,
-            )
 
-    # Fixed-order reduction over the per-thread buffers.
-    for t in range(n_slots):
-        loss += loss_slots[t * loss_stride]
+cdef void _reduce_slots(
+    const floating *slots, int n_slots, Py_ssize_t stride, Py_ssize_t kp,
+    floating[:, ::1] out_coef_t, floating[::1] out_intercept,
+) noexcept:
+    """Add the per-thread (d + 1, kp) accumulators in thread order into the outputs."""
+    cdef Py_ssize_t d = out_coef_t.shape[0], k = out_coef_t.shape[1], j, c
+    cdef int t
+    cdef floating total
     for j in range(d + 1):
         for c in range(k):
             total = slots[j * kp + c]
             for t in range(1, n_slots):
                 total += slots[t * stride + j * kp + c]
             if j < d:
-                grad_coef_t[j, c] = total
+                out_coef_t[j, c] = total
             else:
-                grad_intercept[c] = total
-    free(coef_pad)
-    free(slots)
-    free(loss_slots)
-    return loss
+                out_intercept[c] = total
 
 
 cdef double TWO_TO_512 = 2.0 ** 512
@@ -623,3 +786,28 @@ cdef double _block_loss_gradient(
     loss += log(s_product) + s_product_exponent * LN2
     _gradient_tiles(x, rows, d, z, kp, acc)
     return loss
+
+
+cdef void _block_hessian_product(
+    const floating *x, Py_ssize_t rows, Py_ssize_t d, const floating *sample_weight,
+    const floating *coef_pad, const floating *direction_pad, Py_ssize_t kp,
+    floating *z, floating *r, floating *acc,
+) noexcept nogil:
+    """One block of rows: ``acc += [x.T @ u; sum(u)]`` with ``u`` the weighted softmax
+    Jacobian of each row's logits applied to the direction's logits (see
+    :func:`linear_hessian_product`). ``z`` and ``r`` are (rows, kp) buffers."""
+    cdef Py_ssize_t row, c
+    cdef floating w
+    _logits_tiles(x, rows, d, coef_pad, kp, z)
+    _logits_tiles(x, rows, d, direction_pad, kp, r)
+    for row in range(rows):
+        w = sample_weight[row] if sample_weight != NULL else 1
+        if w == 0:
+            for c in range(kp):
+                r[row * kp + c] = 0
+            continue
+        if floating is float:
+            smr_row_softmax_jvp_f(z + row * kp, r + row * kp, kp, w)
+        else:
+            smr_row_softmax_jvp_d(z + row * kp, r + row * kp, kp, w)
+    _gradient_tiles(x, rows, d, r, kp, acc)

@@ -10,10 +10,8 @@ This is ``LogisticRegression``'s multinomial objective,
 scale where a gradient tolerance means the same thing for any n and C. The
 intercept is not penalized.
 
-Features of very large magnitude are handled by a change of variables ``W = D V``
-with ``D`` a diagonal of powers of two (exact in floating point): the solver sees
-``V``, whose gradient ``D dF/dW`` is neither overflowing nor vanishing. The
-objective, and so the optimum, is unchanged.
+Solvers see the objective through a change of variables (``_preconditioning``);
+this module works in the model's own parameters.
 """
 
 import numpy as np
@@ -21,39 +19,11 @@ import numpy as np
 from ._dispatch import linear_kernels
 
 
-# Features whose largest magnitude is at most 2**10 are left as they are.
-_UNSCALED_EXPONENT = 10
-
-
-def feature_scales(X):
-    """Power-of-two scale ``D_j`` for each feature, for the change of variables ``W = D V``.
-
-    ``D_j = 2**-e_j`` where ``2**e_j`` is the power of two nearest to
-    ``max_i |X_ij|``, for features larger than ``2**10``; 1 for the others. Large
-    features would otherwise give gradients that overflow, or steps so long that
-    the logits do. Small features are left alone: their coefficients are held
-    down by the penalty, whose curvature scaling them up would blow up. Two
-    reductions over X, no temporary of its size.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-
-    Returns
-    -------
-    scales : ndarray of shape (n_features,), float64
-    """
-    max_abs = np.maximum(np.abs(X.max(axis=0)), np.abs(X.min(axis=0))).astype(np.float64)
-    exponents = np.round(np.log2(np.maximum(max_abs, 1.0)))
-    exponents[exponents <= _UNSCALED_EXPONENT] = 0
-    return np.ldexp(1.0, -exponents.astype(int))
-
-
 class LinearSoftmaxObjective:
-    """Loss and gradient of the L2-penalized linear softmax model.
+    """Loss, gradient and Hessian-vector product of the L2-penalized linear softmax model.
 
-    The parameters are a flat float64 vector ``w``: ``V = W / D`` of shape
-    (n_features, n_classes) in C order, then, with an intercept, ``b``.
+    The parameters are a flat float64 vector ``w``: W of shape (n_features,
+    n_classes) in C order, then, with an intercept, ``b``.
 
     Parameters
     ----------
@@ -70,16 +40,10 @@ class LinearSoftmaxObjective:
     fit_intercept : bool
         Whether ``b`` is part of ``w`` (otherwise it is zero).
     n_threads : int
-        OpenMP threads for the kernel.
-    feature_scale : ndarray of shape (n_features,), default=None
-        The diagonal ``D`` of the change of variables ``W = D V`` (see
-        :func:`feature_scales`). None means no change.
+        OpenMP threads for the kernels.
     """
 
-    def __init__(
-        self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads,
-        feature_scale=None,
-    ):
+    def __init__(self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads):
         self.X = X
         self.labels = labels
         self.sample_weight = sample_weight
@@ -88,37 +52,56 @@ class LinearSoftmaxObjective:
         self.n_threads = n_threads
         self._kernels = linear_kernels(n_classes)
         n_samples, n_features = X.shape
-        weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
-        self._loss_scale = 1.0 / weight_sum
-        self._l2 = 1.0 / (C * weight_sum)
-        self._n_coef = n_features * n_classes
-        if feature_scale is None:
-            feature_scale = np.ones(n_features)
-        # D repeated over the classes, matching the flat C-order layout of V.
-        self._scale = np.repeat(np.asarray(feature_scale, dtype=np.float64), n_classes)
-        self.n_params = self._n_coef + (n_classes if fit_intercept else 0)
+        self.weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
+        self._loss_scale = 1.0 / self.weight_sum
+        #: The penalty's curvature, 1 / (C S).
+        self.l2 = 1.0 / (C * self.weight_sum)
+        self.n_coef = n_features * n_classes
+        self.n_params = self.n_coef + (n_classes if fit_intercept else 0)
         # Buffers reused by every evaluation, in the dtype of X: O(d k), never O(n).
         self._coef_t = np.empty((n_features, n_classes), dtype=X.dtype)
         self._intercept = np.zeros(n_classes, dtype=X.dtype)
-        self._grad_coef_t = np.empty_like(self._coef_t)
-        self._grad_intercept = np.empty_like(self._intercept)
+        self._direction_coef_t = np.empty_like(self._coef_t)
+        self._direction_intercept = np.zeros_like(self._intercept)
+        self._out_coef_t = np.empty_like(self._coef_t)
+        self._out_intercept = np.empty_like(self._intercept)
 
     def pack(self, coef, intercept):
         """Flat float64 parameters from ``coef`` (k, d) and ``intercept`` (k,)."""
-        w = np.asarray(coef, dtype=np.float64).T.ravel() / self._scale
+        w = np.asarray(coef, dtype=np.float64).T.ravel()
         if self.fit_intercept:
             w = np.concatenate([w, np.asarray(intercept, dtype=np.float64)])
         return w
 
     def unpack(self, w):
         """``coef`` of shape (k, d) and ``intercept`` of shape (k,), in the dtype of X."""
-        coef_t = (w[: self._n_coef] * self._scale).reshape(-1, self.n_classes)
-        coef = coef_t.T.astype(self.X.dtype)
+        coef = w[: self.n_coef].reshape(-1, self.n_classes).T.astype(self.X.dtype)
         if self.fit_intercept:
-            intercept = w[self._n_coef :].astype(self.X.dtype)
+            intercept = w[self.n_coef :].astype(self.X.dtype)
         else:
             intercept = np.zeros(self.n_classes, dtype=self.X.dtype)
         return coef, intercept
+
+    def optimality(self, grad):
+        """The stopping measure of the solvers: the gradient's largest absolute entry."""
+        return float(np.max(np.abs(grad), initial=0.0))
+
+    def _set(self, w, coef_t, intercept):
+        """Copy ``w`` into the (d, k) and (k,) kernel buffers, in the dtype of X."""
+        coef_t.ravel()[:] = w[: self.n_coef]
+        if self.fit_intercept:
+            intercept[:] = w[self.n_coef :]
+
+    def _model_gradient(self, out, w):
+        """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
+        penalty's gradient ``l2 * W`` at ``w``, as a flat float64 vector."""
+        grad = np.empty(self.n_params)
+        grad_coef = grad[: self.n_coef]
+        np.multiply(out[0].ravel(), self._loss_scale, out=grad_coef)
+        grad_coef += self.l2 * w[: self.n_coef]
+        if self.fit_intercept:
+            np.multiply(out[1], self._loss_scale, out=grad[self.n_coef :])
+        return grad
 
     def loss_gradient(self, w):
         """Objective value and gradient at ``w``, both float64.
@@ -128,32 +111,46 @@ class LinearSoftmaxObjective:
         """
         # Overflow (a wild line-search step) is answered with +inf below, not a warning.
         with np.errstate(over="ignore", invalid="ignore"):
-            w_coef = w[: self._n_coef] * self._scale  # W = D V
-            self._coef_t.ravel()[:] = w_coef
-            if self.fit_intercept:
-                self._intercept[:] = w[self._n_coef :]
+            self._set(w, self._coef_t, self._intercept)
+            w_coef = w[: self.n_coef]
             # einsum, not a BLAS dot: no BLAS thread may wake up beside the kernel.
-            penalty = 0.5 * self._l2 * float(np.einsum("i,i", w_coef, w_coef))
+            penalty = 0.5 * self.l2 * float(np.einsum("i,i", w_coef, w_coef))
         loss = self._kernels.linear_loss_gradient(
             self.X,
             self.labels,
             self.sample_weight,
             self._coef_t,
             self._intercept,
-            self._grad_coef_t,
-            self._grad_intercept,
+            self._out_coef_t,
+            self._out_intercept,
             self.n_threads,
         )
-        grad = np.empty_like(w)
         with np.errstate(over="ignore", invalid="ignore"):
             value = loss * self._loss_scale + penalty
-            # dF/dV = D dF/dW
-            grad_coef = grad[: self._n_coef]
-            np.multiply(self._grad_coef_t.ravel(), self._loss_scale, out=grad_coef)
-            grad_coef += self._l2 * w_coef
-            grad_coef *= self._scale
-            if self.fit_intercept:
-                np.multiply(self._grad_intercept, self._loss_scale, out=grad[self._n_coef :])
+            grad = self._model_gradient((self._out_coef_t, self._out_intercept), w)
         if not (np.isfinite(value) and np.isfinite(grad).all()):
             return np.inf, np.zeros_like(w)
         return value, grad
+
+    def hessian_product(self, w, v):
+        """The product of the objective's Hessian at ``w`` with a direction ``v``, float64.
+
+        ``H v = (1/S) sum_i s_i [x_i; 1] (J_i r_i)^T + [V / (C S); 0]``, with
+        ``r_i = x_i V + v_b`` the direction's logits and ``J_i`` the softmax
+        Jacobian of row i (see ``_kernels.linear_hessian_product``). Without an
+        intercept, ``v`` has no intercept part and neither has the result.
+        """
+        self._set(w, self._coef_t, self._intercept)
+        self._set(v, self._direction_coef_t, self._direction_intercept)
+        self._kernels.linear_hessian_product(
+            self.X,
+            self.sample_weight,
+            self._coef_t,
+            self._intercept,
+            self._direction_coef_t,
+            self._direction_intercept,
+            self._out_coef_t,
+            self._out_intercept,
+            self.n_threads,
+        )
+        return self._model_gradient((self._out_coef_t, self._out_intercept), v)

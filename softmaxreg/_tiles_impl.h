@@ -311,17 +311,8 @@ static inline void SMR_SUFFIX(smr_exp_shifted)(const SMR_T *z, Py_ssize_t kp, SM
     }
 }
 
-/*
- * One row of padded logits z[:kp], whose padding holds -inf, turned in place into
- * g = w (softmax(z) - onehot(y)) (0 in the padding). The row's loss is
- * w (log(s) - (z_y - m)) with m = max(z) and s = sum(exp(z - m)) in [1, kp]: this
- * returns w (m - z_y) and writes s, so that the caller can take the logs of many
- * rows at once. g_y = -w sum_{c != y} e_c / s is computed from the other classes'
- * terms, so it keeps its relative precision when p_y is close to 1.
- */
-static inline double SMR_SUFFIX(smr_row_softmax_grad)(
-    SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w, double *s_out)
-{
+/* max(z[:kp]), kp a positive multiple of the vector width. */
+static inline SMR_T SMR_SUFFIX(smr_row_max)(const SMR_T *z, Py_ssize_t kp) {
     SMR_VEC mv = SMR_SUFFIX(smr_load)(z);
     for (Py_ssize_t c = SMR_LANES; c < kp; c += SMR_LANES) {
         const SMR_VEC v = SMR_SUFFIX(smr_load)(z + c);
@@ -336,6 +327,21 @@ static inline double SMR_SUFFIX(smr_row_softmax_grad)(
     for (int i = 1; i < SMR_LANES; i++) {
         m = mv[i] > m ? mv[i] : m;
     }
+    return m;
+}
+
+/*
+ * One row of padded logits z[:kp], whose padding holds -inf, turned in place into
+ * g = w (softmax(z) - onehot(y)) (0 in the padding). The row's loss is
+ * w (log(s) - (z_y - m)) with m = max(z) and s = sum(exp(z - m)) in [1, kp]: this
+ * returns w (m - z_y) and writes s, so that the caller can take the logs of many
+ * rows at once. g_y = -w sum_{c != y} e_c / s is computed from the other classes'
+ * terms, so it keeps its relative precision when p_y is close to 1.
+ */
+static inline double SMR_SUFFIX(smr_row_softmax_grad)(
+    SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w, double *s_out)
+{
+    const SMR_T m = SMR_SUFFIX(smr_row_max)(z, kp);
     const double z_y = z[y];
     SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
     const SMR_T e_y = z[y];
@@ -356,6 +362,35 @@ static inline double SMR_SUFFIX(smr_row_softmax_grad)(
     z[y] = (SMR_T)(-w * (s_other / s));
     *s_out = s;
     return w * ((double)m - z_y);
+}
+
+/*
+ * One row of padded logits z[:kp] (padding -inf) and of a direction's logits
+ * r[:kp] (padding 0): r becomes u = w J r, where J = diag(p) - p p^T is the
+ * softmax Jacobian at z and p = softmax(z), that is u_c = w p_c (r_c - p.r).
+ * z is overwritten with exp(z - max(z)).
+ */
+static inline void SMR_SUFFIX(smr_row_softmax_jvp)(SMR_T *z, SMR_T *r, Py_ssize_t kp, SMR_T w)
+{
+    const SMR_T m = SMR_SUFFIX(smr_row_max)(z, kp);
+    SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
+    SMR_VEC sv = {0}, dv = {0};
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        const SMR_VEC e = SMR_SUFFIX(smr_load)(z + c);
+        sv += e;
+        dv += e * SMR_SUFFIX(smr_load)(r + c);
+    }
+    double s = 0.0, dot = 0.0;
+    for (int i = 0; i < SMR_LANES; i++) {
+        s += sv[i];
+        dot += dv[i];
+    }
+    const SMR_T pr = (SMR_T)(dot / s);
+    const SMR_T scale = (SMR_T)(w / s);
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        const SMR_VEC e = SMR_SUFFIX(smr_load)(z + c);
+        SMR_SUFFIX(smr_store)(r + c, (e * scale) * (SMR_SUFFIX(smr_load)(r + c) - pr));
+    }
 }
 
 #undef SMR_VEC

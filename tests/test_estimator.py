@@ -1,5 +1,6 @@
 """SoftmaxRegressor: the same model as LogisticRegression, the scikit-learn API, bad input."""
 
+import doctest
 import pickle
 import warnings
 
@@ -15,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from softmaxreg import SoftmaxRegressor, log_softmax
+from softmaxreg import _estimator as _estimator_module, functional as functional_module
 
 TIGHT = dict(tol=1e-12, max_iter=10_000)
 
@@ -147,21 +149,6 @@ def test_predict_is_argmax_of_proba(blobs):
     assert_array_equal(m.predict(X), m.classes_[np.argmax(m.predict_proba(X), axis=1)])
     assert_allclose(m.predict_proba(X).sum(axis=1), 1.0)
     assert_allclose(m.decision_function(X), X @ m.coef_.T + m.intercept_, rtol=1e-12, atol=1e-12)
-
-
-def test_verbose_reports_each_iteration(blobs, capsys):
-    X, y = blobs
-    m = SoftmaxRegressor(verbose=1).fit(X, y)
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[lbfgs]")]
-    assert len(lines) == m.n_iter_
-    assert "objective" in lines[-1] and "max|grad|" in lines[-1]
-
-
-def test_convergence_warning_when_max_iter_is_reached(blobs):
-    X, y = blobs
-    with pytest.warns(ConvergenceWarning, match="max_iter=2.*Increase max_iter"):
-        m = SoftmaxRegressor(max_iter=2).fit(X, y)
-    assert m.n_iter_ == 2
 
 
 def test_no_warning_when_converged(blobs):
@@ -355,3 +342,10 @@ def test_feature_names_in():
     with pytest.raises(ValueError, match="feature names"):
         m.predict(renamed)
     assert isinstance(pd.DataFrame, type)
+
+
+@pytest.mark.parametrize("module", [_estimator_module, functional_module], ids=["estimator", "functional"])
+def test_docstring_examples_run(module):
+    """The Examples sections of the public docstrings run and print what they show."""
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -8,7 +8,6 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy import special
 
 from softmaxreg import _kernels
-from softmaxreg._objective import LinearSoftmaxObjective
 
 FLOATS = [np.float32, np.float64]
 # Relative to the largest entry: the gradients are sums over rows, with cancellation.
@@ -168,82 +167,126 @@ def test_linear_logits_match_numpy(n, d, k, n_threads, dtype):
 
 
 # ---------------------------------------------------------------------------
-# LinearSoftmaxObjective
+# linear_hessian_product
 # ---------------------------------------------------------------------------
 
 
-FEATURE_SCALE = np.array([1.0, 2.0**-3, 2.0**4])  # a diagonal D of powers of two
-
-
-def make_objective(fit_intercept, scaled=False, dtype=np.float64, C=0.7):
-    """An objective on a small weighted problem (d=3, k=4), optionally with feature scales D."""
-    X, labels, sw, _, _ = make_problem(30, 3, 4, dtype, weighted=True)
-    return LinearSoftmaxObjective(
-        X, labels, 4, sw, C=C, fit_intercept=fit_intercept, n_threads=2,
-        feature_scale=FEATURE_SCALE if scaled else None,
+def linear_hessian_product(X, sample_weight, coef_t, intercept, direction, n_threads=2):
+    """Call the kernel with freshly allocated outputs; return (out_coef_t, out_intercept)."""
+    out_coef_t = np.empty_like(coef_t)
+    out_intercept = np.empty_like(intercept)
+    _kernels.linear_hessian_product(
+        X, sample_weight, coef_t, intercept, *direction, out_coef_t, out_intercept, n_threads
     )
+    return out_coef_t, out_intercept
 
 
-@pytest.mark.parametrize("scaled", [False, True])
-@pytest.mark.parametrize("fit_intercept", [False, True])
-def test_objective_gradient_matches_finite_differences(fit_intercept, scaled):
-    """loss_gradient's gradient is the 5-point finite difference of its own value, one parameter
-    at a time (coefficients V = W / D, then the intercept when there is one)."""
-    objective = make_objective(fit_intercept, scaled)
-    w = np.random.default_rng(1).standard_normal(objective.n_params)
-    _, grad = objective.loss_gradient(w)
-    assert grad.shape == w.shape
+def reference_hessian_product(X, sample_weight, coef_t, intercept, direction):
+    """[X 1].T @ U in float64, U_i = w_i (p_i * r_i - p_i (p_i . r_i)), r_i = x_i V + v, with the
+    softmax Jacobian diag(p) - p p^T written out as a (k, k) matrix per row."""
+    X, coef_t, intercept = (np.asarray(a, dtype=np.float64) for a in (X, coef_t, intercept))
+    V, v = (np.asarray(a, dtype=np.float64) for a in direction)
+    w = sample_weight.astype(np.float64) if sample_weight.size else np.ones(len(X))
+    P = special.softmax(X @ coef_t + intercept, axis=1)
+    R = X @ V + v
+    jacobians = np.einsum("ic,cd->icd", P, np.eye(P.shape[1])) - np.einsum("ic,id->icd", P, P)
+    U = w[:, None] * np.einsum("icd,id->ic", jacobians, R)
+    return X.T @ U, U.sum(axis=0)
+
+
+def make_direction(d, k, dtype, seed=5):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((d, k)).astype(dtype), rng.standard_normal(k).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n, d, k, n_threads", SHAPES + [pytest.param(700, 9, 40, 2, id="k40")])
+def test_linear_hessian_product_matches_numpy(n, d, k, n_threads, weighted, dtype):
+    """The Hessian-vector product equals the NumPy reference with explicit (k, k) Jacobians, in
+    both dtypes, with and without weights (some zero), for every tile width (k=1 to 40)."""
+    X, _, sw, coef_t, intercept = make_problem(n, d, k, dtype, weighted)
+    direction = make_direction(d, k, dtype)
+    out_coef_t, out_intercept = linear_hessian_product(X, sw, coef_t, intercept, direction, n_threads)
+    ref_coef, ref_intercept = reference_hessian_product(X, sw, coef_t, intercept, direction)
+    assert out_coef_t.dtype == dtype and out_intercept.dtype == dtype
+    assert_close_to_scale(out_coef_t, ref_coef, RTOL[dtype])
+    assert_close_to_scale(out_intercept, ref_intercept, RTOL[dtype])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_linear_hessian_product_is_the_derivative_of_the_gradient(weighted):
+    """H (V, v) is the 5-point finite difference of the kernel's gradient along (V, v) (float64)."""
+    X, labels, sw, coef_t, intercept = make_problem(40, 4, 5, weighted=weighted)
+    V, v = make_direction(4, 5, np.float64)
+    out_coef_t, out_intercept = linear_hessian_product(X, sw, coef_t, intercept, (V, v))
     h = 1e-3
-    numeric = [five_point(lambda v: objective.loss_gradient(v)[0], w, h * e) / h for e in np.eye(w.size)]
-    assert_allclose(grad, numeric, rtol=1e-7, atol=1e-9)
+
+    def gradient_at(t):
+        _, grad_coef_t, grad_intercept = linear_loss_gradient(
+            X, labels, sw, coef_t + t * V, intercept + t * v
+        )
+        return np.concatenate([grad_coef_t.ravel(), grad_intercept])
+
+    numeric = five_point(gradient_at, 0.0, h) / h
+    assert_allclose(np.concatenate([out_coef_t.ravel(), out_intercept]), numeric, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("scaled", [False, True])
-@pytest.mark.parametrize("fit_intercept", [False, True])
-def test_objective_value_is_the_penalized_mean_cross_entropy(fit_intercept, scaled):
-    """F = (1/S) sum_i s_i CE_i + ||W||^2 / (2 C S), with W = D V and the intercept unpenalized."""
-    C = 0.7
-    objective = make_objective(fit_intercept, scaled, C=C)
-    X, labels, sw = objective.X, objective.labels, objective.sample_weight
-    w = np.random.default_rng(1).standard_normal(objective.n_params)
-    W = w[:12].reshape(3, 4) * (FEATURE_SCALE[:, None] if scaled else 1)
-    b = w[12:] if fit_intercept else np.zeros(4)
-    ce = -special.log_softmax(X @ W + b, axis=1)[np.arange(len(X)), labels]
-    S = sw.sum()
-    expected = np.sum(sw * ce) / S + np.sum(W**2) / (2 * C * S)
-    value, _ = objective.loss_gradient(w)
-    assert_allclose(value, expected, rtol=1e-13)
+def test_linear_hessian_product_ignores_labels_and_is_linear():
+    """The product is linear in the direction: H (2 V1 - V2) = 2 H V1 - H V2."""
+    X, _, sw, coef_t, intercept = make_problem(200, 6, 7, weighted=True)
+    first, second = make_direction(6, 7, np.float64, 1), make_direction(6, 7, np.float64, 2)
+    combined = tuple(2 * a - b for a, b in zip(first, second))
+    h1, h2, h = (linear_hessian_product(X, sw, coef_t, intercept, dr) for dr in (first, second, combined))
+    for i in range(2):
+        assert_close_to_scale(h[i], 2 * h1[i] - h2[i], 1e-12)
 
 
-OVERFLOWS = [  # (dtype of X, coefficient): the dtype's largest value, or beyond it for float32
-    pytest.param(np.float32, float(np.finfo(np.float32).max), id="float32-max"),
-    pytest.param(np.float32, 1e300, id="float32-1e300"),
-    pytest.param(np.float64, np.finfo(np.float64).max, id="float64-max"),
-]
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_linear_hessian_product_is_repeatable_and_barely_depends_on_threads(n_threads):
+    """Bit-identical on repeat for a thread count; within 1e-12 of the one-thread result."""
+    X, _, sw, coef_t, intercept = make_problem(3001, 7, 5, weighted=True)
+    direction = make_direction(7, 5, np.float64)
+    first = linear_hessian_product(X, sw, coef_t, intercept, direction, n_threads)
+    assert_identical(linear_hessian_product(X, sw, coef_t, intercept, direction, n_threads), first)
+    one = linear_hessian_product(X, sw, coef_t, intercept, direction, 1)
+    for got, expected in zip(first, one):
+        assert_close_to_scale(got, expected, 1e-12)
 
 
-def overflowing_objective(dtype, coef):
-    """An objective, and every parameter set to ``coef``: x_ij * W_jc overflows wherever |x_ij| > 1."""
-    objective = make_objective(True, dtype=dtype)
-    assert (np.abs(objective.X) > 1).any(axis=1).mean() > 0.5
-    return objective, np.full(objective.n_params, coef)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_linear_hessian_product_with_extreme_logits(dtype):
+    """Logits of +-1e300 (float64) or +-1e38 (float32) saturate the softmax: the product stays
+    finite and matches the reference computed from the saturated probabilities."""
+    big = 1e300 if dtype == np.float64 else 1e38
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=dtype)
+    coef_t = np.array([[big, -big, 0.0], [0.0, big, -big]], dtype=dtype) / 2
+    intercept = np.zeros(3, dtype=dtype)
+    direction = make_direction(2, 3, dtype)
+    out = linear_hessian_product(X, np.empty(0, dtype), coef_t, intercept, direction)
+    ref = reference_hessian_product(X, np.empty(0, dtype), coef_t, intercept, direction)
+    for got, expected in zip(out, ref):
+        assert np.isfinite(got).all()
+        assert_allclose(got, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("dtype, coef", OVERFLOWS)
-def test_objective_is_inf_where_logits_overflow(dtype, coef):
-    """Overflowing logits (a wild line-search step) give the value +inf and a finite gradient, never NaN."""
-    objective, w = overflowing_objective(dtype, coef)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # test_objective_overflow_is_silent checks those
-        value, grad = objective.loss_gradient(w)
-    assert value == np.inf
-    assert np.isfinite(grad).all()
+# ---------------------------------------------------------------------------
+# column_moments
+# ---------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.parametrize("dtype, coef", OVERFLOWS)
-def test_objective_overflow_is_silent(dtype, coef):
-    """Overflow in a trial step is an expected event, reported by the +inf value alone: no numpy
-    RuntimeWarning (which pyproject.toml turns into an error)."""
-    objective, w = overflowing_objective(dtype, coef)
-    assert objective.loss_gradient(w)[0] == np.inf
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_column_moments_match_numpy(dtype, weighted, n_threads):
+    """Weighted mean and variance of each column, in float64, also for a large common offset."""
+    X, _, sw, _, _ = make_problem(1001, 6, 2, dtype, weighted)
+    X = (X * np.array([1, 10, 0.1, 1, 1, 0]) + np.array([0, 0, 0, 1e4, -3, 7])).astype(dtype)
+    mean, variance = np.empty(6), np.empty(6)
+    _kernels.column_moments(X, sw, mean, variance, n_threads)
+    weights = sw.astype(np.float64) if weighted else None
+    ref_mean = np.average(X.astype(np.float64), axis=0, weights=weights)
+    ref_variance = np.average((X - ref_mean) ** 2, axis=0, weights=weights)
+    assert_allclose(mean, ref_mean, rtol=1e-12, atol=1e-12)
+    assert_allclose(variance, ref_variance, rtol=1e-8, atol=1e-12)
+    assert variance[5] == 0.0
