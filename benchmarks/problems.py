@@ -1,9 +1,11 @@
 """The benchmark problems: synthetic data from make_classification, and digits.
 
-Every problem is generated with a fixed seed, standardized (each feature to mean 0 and
-variance 1, as one would before fitting LogisticRegression) and cached as .npy under
+Every problem is generated with a fixed seed and cached as .npy under
 ``results/cache/``, so that every run of the suite sees the same numbers. float32
-data are the float64 data rounded once.
+data are the float64 data rounded once. Most are standardized (each feature to mean
+0 and variance 1, as one would before fitting LogisticRegression); the two "raw"
+ones are not, as users often fit: digits' pixel counts 0-16, and a synthetic problem
+whose features are scaled by factors from 1e-3 to 1e3.
 """
 
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ class Problem:
     n_features: int
     n_classes: int
     synthetic: bool = True
+    raw: bool = False  # features left as they are (digits) or scaled 1e-3 .. 1e3 (synthetic)
 
     @property
     def n(self):
@@ -60,6 +63,8 @@ PROBLEMS = {
         Problem("P3", 20_000, 500, 100),
         Problem("P4", 1_000_000, 20, 3),
         Problem("digits", 1797, 64, 10, synthetic=False),
+        Problem("digits-raw", 1797, 64, 10, synthetic=False, raw=True),
+        Problem("scaled", 20_000, 50, 5, raw=True),
     ]
 }
 
@@ -89,6 +94,11 @@ def _generate(problem, quick):
             random_state=0,
         )
     X = np.asarray(X, dtype=np.float64)
+    if problem.raw:
+        if problem.synthetic:
+            rng = np.random.default_rng(0)
+            X *= rng.permutation(np.logspace(-3, 3, X.shape[1]))
+        return np.ascontiguousarray(X), np.asarray(y, dtype=np.int64)
     mean = X.mean(axis=0)
     std = X.std(axis=0)
     std[std == 0] = 1.0  # digits has constant pixels

@@ -47,11 +47,15 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept for each class.
     tol : float, default=1e-4
-        Stop when the largest absolute entry of the gradient of the objective,
-        divided by ``C * sum(sample_weight)``, is at most ``tol``: the criterion
-        of ``LogisticRegression(solver="lbfgs")``, for every solver. The gradient
-        is taken with respect to ``coef_`` and ``intercept_`` themselves, whatever
-        coordinates the solver moves in.
+        Stop when the largest absolute entry of the gradient of the objective F
+        is at most ``tol * F``, for every solver. F is the objective above
+        divided by ``C * sum(sample_weight)``, and its gradient is taken with
+        respect to ``coef_`` and ``intercept_`` themselves, whatever coordinates
+        the solver moves in. This is the criterion of
+        ``LogisticRegression(solver="lbfgs")`` divided by F: the two agree where
+        the optimal loss is of order 1; where it is small (nearly separable
+        classes, large C), the gradient shrinks with F, so that an absolute
+        threshold stops far from the optimum and this one does not.
     max_iter : int, default=100
         Maximum number of solver iterations (Newton iterations for
         ``"newton-cg"``; with ``"auto"``, L-BFGS and newton-cg each get

@@ -19,6 +19,22 @@ import numpy as np
 from ._dispatch import linear_kernels
 
 
+def relative_gradient(value, grad):
+    """``max |grad| / value``: the gradient's largest entry relative to the objective.
+
+    The solvers stop when this is at most ``tol``. It is ``LogisticRegression``'s
+    criterion (the largest gradient entry of F) divided by F: the same where the
+    optimal loss is of order 1, and stricter where it is small (classes nearly
+    separable, weak penalty), where the gradient of F shrinks with F and an
+    absolute threshold would stop far from the optimum. It is unchanged by any
+    rescaling of the objective. Infinite where the value is not finite and
+    positive.
+    """
+    if not (np.isfinite(value) and value > 0):
+        return np.inf
+    return float(np.max(np.abs(grad), initial=0.0)) / value
+
+
 class LinearSoftmaxObjective:
     """Loss, gradient and Hessian-vector product of the L2-penalized linear softmax model.
 
@@ -82,9 +98,9 @@ class LinearSoftmaxObjective:
             intercept = np.zeros(self.n_classes, dtype=self.X.dtype)
         return coef, intercept
 
-    def optimality(self, grad):
-        """The stopping measure of the solvers: the gradient's largest absolute entry."""
-        return float(np.max(np.abs(grad), initial=0.0))
+    def optimality(self, value, grad):
+        """The solvers' stopping measure: ``max |grad| / value`` (see :func:`relative_gradient`)."""
+        return relative_gradient(value, grad)
 
     def _set(self, w, coef_t, intercept):
         """Copy ``w`` into the (d, k) and (k,) kernel buffers, in the dtype of X."""

@@ -30,6 +30,7 @@ coordinates (``optimality``), so ``tol`` means the same with or without it.
 import numpy as np
 
 from ._dispatch import kernels
+from ._objective import relative_gradient
 
 
 def column_moments(X, sample_weight, n_threads):
@@ -141,9 +142,10 @@ class StandardizedObjective:
         out[:n_coef] = coef.ravel()
         return out
 
-    def optimality(self, grad_theta):
-        """The stopping measure: the largest absolute entry of the model-space gradient."""
-        return float(np.max(np.abs(self.model_gradient(grad_theta)), initial=0.0))
+    def optimality(self, value, grad_theta):
+        """The stopping measure, from the gradient in the model's coordinates:
+        ``max |T^-T grad_theta| / value``."""
+        return relative_gradient(value, self.model_gradient(grad_theta))
 
     def loss_gradient(self, theta):
         """Objective value and its gradient with respect to theta."""

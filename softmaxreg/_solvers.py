@@ -1,10 +1,10 @@
 """Solvers: each takes an objective and a start, and returns a ``SolverResult``.
 
 An objective has ``loss_gradient(w) -> (value, grad)`` (float64, at a flat float64
-vector ``w``), ``hessian_product(w, v)`` (for newton-cg) and ``optimality(grad)``.
-Every solver stops when ``optimality(grad) <= tol``, which for this package's
-objectives is the largest absolute entry of the gradient in the model's own
-coordinates (the criterion ``LogisticRegression`` uses with lbfgs), or when the
+vector ``w``), ``hessian_product(w, v)`` (for newton-cg) and ``optimality(value,
+grad)``. Every solver stops when ``optimality(value, grad) <= tol`` (for this
+package's objectives, the largest absolute entry of the gradient in the model's own
+coordinates divided by the value: ``_objective.relative_gradient``), or when the
 objective stops decreasing by more than rounding, or after ``max_iter`` iterations.
 """
 
@@ -71,7 +71,8 @@ class _Tracker:
 
 def _report(name, iteration, value, optimality, extra=""):
     print(
-        f"[{name}] iter {iteration:4d}  objective {value:.12e}  max|grad| {optimality:.3e}{extra}",
+        f"[{name}] iter {iteration:4d}  objective {value:.12e}  max|grad|/objective "
+        f"{optimality:.3e}{extra}",
         flush=True,
     )
 
@@ -86,7 +87,7 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0):
     w0 : ndarray
         Starting point (float64, 1-D).
     tol : float
-        Stop when ``objective.optimality(grad) <= tol``.
+        Stop when ``objective.optimality(value, grad) <= tol``.
     max_iter : int
         Largest number of iterations.
     verbose : int, default=0
@@ -98,7 +99,7 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0):
     """
     tracker = _Tracker(objective.loss_gradient)
     value, grad = tracker(w0)
-    optimality = objective.optimality(grad)
+    optimality = objective.optimality(value, grad)
     if verbose > 0:
         _report("lbfgs", 0, value, optimality)
     if optimality <= tol:
@@ -110,7 +111,7 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0):
         iteration[0] += 1
         last[0] = np.array(wk)
         value, grad = tracker(wk)
-        optimality = objective.optimality(grad)
+        optimality = objective.optimality(value, grad)
         if verbose > 0:
             _report("lbfgs", iteration[0], value, optimality)
         if optimality <= tol:
@@ -190,7 +191,7 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
     w0 : ndarray
         Starting point (float64, 1-D).
     tol : float
-        Stop when ``objective.optimality(grad) <= tol``.
+        Stop when ``objective.optimality(value, grad) <= tol``.
     max_iter : int
         Largest number of Newton iterations.
     verbose : int, default=0
@@ -206,7 +207,7 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
     n_iter = 0
     n_products = 0
     while True:
-        optimality = objective.optimality(grad)
+        optimality = objective.optimality(value, grad)
         if verbose > 0:
             _report("newton-cg", n_iter, value, optimality, f"  Hessian products {n_products}")
         if optimality <= tol:

@@ -108,10 +108,13 @@ def test_objective_float32_agrees_with_float64(fit_intercept):
         assert_allclose(got, expected, rtol=0, atol=1e-4 * np.max(np.abs(expected)))
 
 
-def test_optimality_is_the_largest_gradient_entry():
+def test_optimality_is_the_largest_gradient_entry_relative_to_the_value():
+    """max |grad| / F, and infinite where F is not finite and positive (never "converged" there)."""
     objective = make_objective()
-    _, grad = objective.loss_gradient(random_point(objective))
-    assert objective.optimality(grad) == np.max(np.abs(grad))
+    value, grad = objective.loss_gradient(random_point(objective))
+    assert objective.optimality(value, grad) == np.max(np.abs(grad)) / value
+    for bad in (np.inf, np.nan, 0.0):
+        assert objective.optimality(bad, grad) == np.inf
 
 
 OVERFLOWS = [  # (dtype of X, coefficient): the dtype's largest value, or beyond it for float32
@@ -180,7 +183,8 @@ def test_standardized_derivatives_match_finite_differences(fit_intercept):
     assert_allclose(standardized.hessian_product(theta, v), numeric, rtol=1e-6, atol=1e-10)
     _, model_grad = objective.loss_gradient(standardized.to_model(theta))
     assert_allclose(standardized.model_gradient(grad), model_grad, rtol=1e-10, atol=1e-14)
-    assert_allclose(standardized.optimality(grad), np.max(np.abs(model_grad)), rtol=1e-10)
+    value = standardized.loss_gradient(theta)[0]
+    assert_allclose(standardized.optimality(value, grad), np.max(np.abs(model_grad)) / value, rtol=1e-10)
 
 
 @pytest.mark.parametrize("fit_intercept", [False, True])
