@@ -4,7 +4,7 @@
                                 [--fit-dtypes float64,float32]
 
 Writes under benchmarks/results/ (benchmarks/results/quick/ with --quick): machine.txt,
-kernel.md, fit.md, summary.md, results.json and subopt_<problem>_<dtype>.png. A full run
+kernel.md, fit.md, path.md, summary.md, results.json and subopt_<problem>_<dtype>.png. A full run
 of every problem also puts the tables and the P1 plot into benchmarks/README.md.
 """
 
@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 import bench_fit  # noqa: E402
 import bench_kernel  # noqa: E402
+import bench_path  # noqa: E402
 from machine import busy_warning, load_average, machine_facts  # noqa: E402
 from problems import PROBLEMS, make_problem  # noqa: E402
 from targets import summarize  # noqa: E402
@@ -79,7 +80,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="problems with 20x fewer rows, fewer repeats, short budgets: "
                              "a smoke test of under 2 minutes")
-    parser.add_argument("--only", choices=["kernel", "fit"], help="run one part only")
+    parser.add_argument("--only", choices=["kernel", "fit", "path"], help="run one part only")
     parser.add_argument("--problems", default=",".join(PROBLEMS),
                         help=f"comma-separated, from {','.join(PROBLEMS)}")
     parser.add_argument("--fit-dtypes", default="float64",
@@ -109,8 +110,8 @@ def main(argv=None):
         make_problem(name, np.float64, args.quick)
     log("data ready")
 
-    kernel = fit = None
-    kernel_text = fit_text = ""
+    kernel = fit = path = None
+    kernel_text = fit_text = path_text = ""
     if args.only in (None, "kernel"):
         kernel_text, kernel = bench_kernel.run(problems, args.quick, log=log)
         (out / "kernel.md").write_text(kernel_text)
@@ -119,11 +120,17 @@ def main(argv=None):
         fit_text, fit = bench_fit.run(problems, args.quick, fit_dtypes, out=out, log=log)
         (out / "fit.md").write_text(fit_text)
         print("\n" + fit_text, flush=True)
-    summary_text = summarize(kernel, fit, args.quick)
+    if args.only in (None, "path"):
+        path_problems = [name for name in bench_path.DEFAULT_PROBLEMS if name in problems]
+        path_text, path = bench_path.run(path_problems, args.quick, log=log)
+        (out / "path.md").write_text(path_text)
+        print("\n" + path_text, flush=True)
+    summary_text = summarize(kernel, fit, args.quick, path)
     (out / "summary.md").write_text(summary_text)
     print("\n" + summary_text)
     (out / "results.json").write_text(json.dumps(
-        to_json({"mode": mode, "machine": facts, "kernel": kernel, "fit": fit}), indent=1))
+        to_json({"mode": mode, "machine": facts, "kernel": kernel, "fit": fit, "path": path}),
+        indent=1))
 
     elapsed = time.perf_counter() - start
     load = load_average()
@@ -134,7 +141,7 @@ def main(argv=None):
         print(warning)
     if not args.quick and args.only is None and set(problems) == set(PROBLEMS):
         plot = "subopt_P1_float64.png"
-        if update_readme(kernel_text, fit_text, summary_text, plot):
+        if update_readme(kernel_text, fit_text + "\n" + path_text, summary_text, plot):
             print(f"tables and {plot} put into {README}")
     print(f"results in {out}")
     return 0

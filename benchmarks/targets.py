@@ -3,6 +3,8 @@
 from timing import markdown_table
 
 OURS = "softmaxreg, 2 threads"
+PLAIN = "plain L-BFGS, 2 threads"
+LR_DEFAULT = "LR lbfgs, BLAS default"
 
 
 def _row(rows, target, measured, met, note=""):
@@ -107,13 +109,73 @@ def _fit_targets(rows, fit):
                   "BLAS at 1 thread", theirs["default_seconds"] / ours["default_seconds"], 3.0)
 
 
-def summarize(kernel, fit, quick):
+def _raw_targets(rows, fit):
+    """Issue 4: on raw data, the default fit reaches a 1e-8 gap without a warning."""
+    for name in ("digits-raw", "scaled"):
+        numbers = fit.get((name, "float64"))
+        if not numbers:
+            continue
+        best = numbers["best"]
+        ours, theirs = numbers["methods"][OURS], numbers["methods"][LR_DEFAULT]
+        if not ours["default_F"]:
+            rows.append([f"solvers, {name} defaults", "not measured", "-", ours["skip"]])
+            continue
+        gap = (ours["default_F"] - best) / abs(best)
+        note = (f"softmaxreg: {ours['default_n_iter']} iterations, "
+                f"{ours['default_seconds'] * 1e3:.3g} ms")
+        if theirs["default_F"]:
+            their_gap = (theirs["default_F"] - best) / abs(best)
+            note += (f"; LogisticRegression(): {theirs['default_n_iter']} iterations, "
+                     f"{theirs['default_seconds'] * 1e3:.3g} ms, gap {their_gap:.1e}, "
+                     + ("warned" if theirs["default_warned"] else "no warning"))
+        _row(rows, f"solvers, {name} defaults: SoftmaxRegressor() gap <= 1e-8, no "
+             "ConvergenceWarning", f"gap {gap:.1e}, "
+             + ("warned" if ours["default_warned"] else "no warning"),
+             gap <= 1e-8 and not ours["default_warned"], note)
+
+
+def _plain_targets(rows, fit):
+    """Issue 4: time to a 1e-8 gap, the default solver against plain L-BFGS."""
+    for name in ("P1", "P2", "P3", "P4"):
+        numbers = fit.get((name, "float64"))
+        if not numbers or PLAIN not in numbers["methods"]:
+            continue
+        ours = numbers["methods"][OURS]["reach"].get(1e-8)
+        plain = numbers["methods"][PLAIN]["reach"].get(1e-8)
+        target = f"solvers, {name} float64: time to gap 1e-8 >= 2x better than plain L-BFGS"
+        if not ours or ours[1] != "reached" or not plain:
+            rows.append([target, "not reached", "-", ""])
+            continue
+        if plain[1] != "reached":
+            _row(rows, target, f">= {plain[0] / ours[0]:.3g}x",
+                 True if plain[0] / ours[0] >= 2 else None, "plain L-BFGS did not get there")
+            continue
+        _at_least(rows, target, plain[0] / ours[0], 2.0,
+                  f"{ours[0] * 1e3:.3g} ms against {plain[0] * 1e3:.3g} ms")
+
+
+def _path_targets(rows, path):
+    """Issue 4: a warm-started path over C in at most half the time of cold fits."""
+    for name, methods in path.items():
+        cold, warm = methods["softmaxreg auto"][False], methods["softmaxreg auto"][True]
+        difference = max(abs(a - b) / abs(b) for a, b in zip(warm["values"], cold["values"]))
+        value = warm["seconds"] / cold["seconds"]
+        _row(rows, f"path, {name}: 10 values of C with warm starts <= 0.5x the time of cold "
+             "fits, same objectives", f"{value:.3g}x; objectives within {difference:.1e}",
+             value <= 0.5, "solver='auto'; other solvers: path.md")
+
+
+def summarize(kernel, fit, quick, path=None):
     """The markdown of summary.md: one row per target, measured value and verdict."""
     rows = []
     if kernel:
         _kernel_targets(rows, kernel)
     if fit:
         _fit_targets(rows, fit)
+        _raw_targets(rows, fit)
+        _plain_targets(rows, fit)
+    if path:
+        _path_targets(rows, path)
     lines = ["## Targets\n"]
     if quick:
         lines.append("**Quick mode: the synthetic problems have 20x fewer rows than the targets "

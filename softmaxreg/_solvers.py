@@ -180,8 +180,9 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
     """Minimize by truncated Newton: conjugate gradients on Hessian-vector products.
 
     Each iteration solves the Newton system ``H p = -g`` inexactly by conjugate
-    gradients, to a residual of ``min(0.5, sqrt(||g||)) ||g||`` (which gives
-    superlinear convergence near the optimum), then takes the longest step
+    gradients, to a residual of ``eta ||g||`` with ``eta = min(0.5, sqrt(max(||g||,
+    ||g|| / ||g_0||)))`` (superlinear convergence near the optimum, without
+    over-solving the first steps from a warm start), then takes the longest step
     ``2**-i p`` with Armijo's sufficient decrease, trying the full step first.
 
     Parameters
@@ -216,12 +217,14 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
             return SolverResult(w, float(value), n_iter, False, "reached max_iter", True)
         n_iter += 1
         grad_norm = np.sqrt(grad @ grad)
-        # The forcing term min(0.5, sqrt(|g|)) gives superlinear convergence.
+        if n_iter == 1:
+            first_norm = grad_norm
+        # Forcing term: sqrt(|g|) gives superlinear convergence; from a warm start,
+        # where |g| is small from the first step, sqrt(|g| / |g_0|) keeps the first
+        # steps' systems as loosely solved as those of a cold start.
+        forcing = min(0.5, np.sqrt(max(grad_norm, grad_norm / first_norm)))
         step_direction, products = _conjugate_gradient(
-            lambda v: objective.hessian_product(w, v),
-            grad,
-            min(0.5, np.sqrt(grad_norm)) * grad_norm,
-            _MAX_CG_ITER,
+            lambda v: objective.hessian_product(w, v), grad, forcing * grad_norm, _MAX_CG_ITER
         )
         n_products += products
         slope = grad @ step_direction
