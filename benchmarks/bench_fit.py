@@ -62,6 +62,8 @@ PLAIN = "plain L-BFGS, 2 threads"
 NEWTON_CHOLESKY_MAX_PARAMS = 2000
 # Gaps are plotted down to this; F_best itself has gap 0.
 PLOT_FLOOR = 1e-13
+# The tol values of a path by tol.
+PATH_TOLS = tuple(10.0**-e for e in range(1, 13))
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,22 @@ class Method:
     # The targets compare these default fits: never skipped (lbfgs's default
     # max_iter=100 bounds them anyway).
     always_default: bool = False
+    # "max_iter": path fits with max_iter = 1, 2, 3, ... and tol=1e-12. "tol": with the
+    # default max_iter and tol = 1e-1, 1e-2, ...: for solver="auto", whose fallback to
+    # newton-cg a binding max_iter would trigger at every point of a max_iter path.
+    path_by: str = "max_iter"
 
     def blas_context(self):
         return threadpool_limits(limits=1, user_api="blas") if self.blas == "1" else nullcontext()
+
+    def path_values(self, budget):
+        return budget.path_max_iters() if self.path_by == "max_iter" else list(PATH_TOLS)
+
+    def make_path(self, value):
+        """The estimator of the path point ``value`` (a max_iter or a tol)."""
+        if self.path_by == "max_iter":
+            return self.make(value, 1e-12)
+        return self.make(self.make_default().max_iter, value)
 
 
 @dataclass
@@ -115,7 +130,7 @@ class Result:
     """What was measured of one method on one problem."""
 
     method: Method
-    path: list = field(default_factory=list)  # (max_iter, seconds, F, n_iter)
+    path: list = field(default_factory=list)  # (max_iter or tol, seconds, F, n_iter)
     stop: str = ""  # why the path stopped: "converged", "stalled", "budget" or "max_iter"
     default: tuple = None  # (seconds, F, n_iter, whether it warned of non-convergence)
     default_note: str = ""
@@ -129,7 +144,8 @@ def methods(problem):
     """The methods measured on ``problem`` (a ``problems.Problem``)."""
     found = [
         Method(OURS, lambda m, tol: SoftmaxRegressor(C=C, max_iter=m, tol=tol, n_jobs=2),
-               lambda: SoftmaxRegressor(C=C, n_jobs=2), "default", always_default=True),
+               lambda: SoftmaxRegressor(C=C, n_jobs=2), "default", always_default=True,
+               path_by="tol"),
         *[Method(f"softmaxreg {solver}, 2 threads",
                  lambda m, tol, s=solver: SoftmaxRegressor(
                      C=C, max_iter=m, tol=tol, n_jobs=2, solver=s),
@@ -140,7 +156,7 @@ def methods(problem):
                lambda: PlainLbfgs(C=C, n_jobs=2), "default"),
         Method("softmaxreg, 1 thread",
                lambda m, tol: SoftmaxRegressor(C=C, max_iter=m, tol=tol, n_jobs=1),
-               lambda: SoftmaxRegressor(C=C, n_jobs=1), "default"),
+               lambda: SoftmaxRegressor(C=C, n_jobs=1), "default", path_by="tol"),
     ]
     n_params = (problem.n_features + 1) * problem.n_classes
     for solver in ("lbfgs", "newton-cg", "newton-cholesky", "saga"):
@@ -214,25 +230,29 @@ def trace(method, X, X64, y, budget, log):
     if method.skip:
         return result
     try:
-        fit_once(method, method.make(1, 1e-12), X, y)  # warm-up
+        values = method.path_values(budget)
+        fit_once(method, method.make_path(values[0]), X, y)  # warm-up
         spent = 0.0
-        max_iters = budget.path_max_iters()
-        for index, max_iter in enumerate(max_iters):
-            seconds, estimator = fit_once(method, method.make(max_iter, 1e-12), X, y)
+        for index, max_iter in enumerate(values):
+            seconds, estimator = fit_once(method, method.make_path(max_iter), X, y)
             value = objective(X64, y, estimator.coef_, estimator.intercept_)
             n_iter = n_iter_of(estimator)
             result.path.append((max_iter, seconds, value, n_iter))
             spent += seconds
-            if n_iter < max_iter:
+            if method.path_by == "max_iter" and n_iter < max_iter:
                 result.stop = "converged"  # (or its line search gave up): no use going on
                 break
-            if len(result.path) > 1 and result.path[-2][2] - value <= 1e-13 * abs(value):
+            # (Along a tol path, two tols can stop at the same iterate: stalled only if
+            # more iterations gained nothing.)
+            if (len(result.path) > 1 and result.path[-2][2] - value <= 1e-13 * abs(value)
+                    and (method.path_by == "max_iter" or n_iter > result.path[-2][3])):
                 result.stop = "stalled"
                 break
-            if index + 1 == len(max_iters):
-                result.stop = "max_iter"
+            if index + 1 == len(values):
+                result.stop = "max_iter" if method.path_by == "max_iter" else "converged"
                 break
-            predicted = seconds * max_iters[index + 1] / max_iter
+            predicted = seconds * (values[index + 1] / max_iter if method.path_by == "max_iter"
+                                   else 2)
             if predicted > budget.run or spent + predicted > budget.path:
                 result.stop = "budget"
                 break
@@ -259,7 +279,7 @@ def default_fit(result, X, X64, y, best, budget):
     max_iter, seconds = result.path[-1][:2]
     if close is not None:
         predicted = close[1]
-    elif result.stop in ("converged", "stalled"):
+    elif result.stop in ("converged", "stalled") or method.path_by == "tol":
         predicted = seconds
     else:
         predicted = seconds / max_iter * default_max_iter
@@ -281,7 +301,7 @@ def time_to_gaps(result, X, y, best, budget):
         hit = next((p for p in result.path if gap_of(p[2], best) <= gap), None)
         if hit is not None:
             max_iter, seconds = hit[0], hit[1]
-            seconds = retime(result.method, lambda m=max_iter: result.method.make(m, 1e-12),
+            seconds = retime(result.method, lambda m=max_iter: result.method.make_path(m),
                              X, y, seconds, budget)
             result.reach[gap] = (seconds, "reached")
         elif result.path:
@@ -345,10 +365,14 @@ def reach_ratio(reach, ours_reach):
 def table(name, dtype_name, shape, best, results):
     """The markdown section of one problem and dtype."""
     ours = next(r for r in results if r.method.name == OURS)
+    header = ["method", "BLAS threads", "default fit", "n_iter", "default gap",
+              "default / ours", *[f"time to gap {g:.0e}" for g in GAPS],
+              *[f"{g:.0e}: / ours" for g in GAPS]]
     rows = []
     for r in results:
         if r.method.skip or r.error:
-            rows.append([r.method.name, r.method.blas, r.method.skip or r.error, *[""] * 7])
+            rows.append([r.method.name, r.method.blas, r.method.skip or r.error,
+                         *[""] * (len(header) - 3)])
             continue
         default_seconds = r.default[0] if r.default else None
         ours_default = ours.default[0] if ours.default else None
@@ -361,9 +385,6 @@ def table(name, dtype_name, shape, best, results):
             *[reach_text(r.reach.get(g)) for g in GAPS],
             *[reach_ratio(r.reach.get(g), ours.reach.get(g)) for g in GAPS],
         ])
-    header = ["method", "BLAS threads", "default fit", "n_iter", "default gap",
-              "default / ours", *[f"time to gap {g:.0e}" for g in GAPS],
-              *[f"{g:.0e}: / ours" for g in GAPS]]
     n, d = shape
     return (f"### {name}, {dtype_name} ({n:,} x {d}, {PROBLEMS[name].n_classes} classes)\n\n"
             f"F_best = {best:.10g}\n\n" + markdown_table(header, rows) + "\n")
@@ -451,7 +472,9 @@ def run(problems, quick, dtypes=(np.float64,), out=None, log=print):
         f"`{PLAIN}`: its L-BFGS without the change of variables (plain_lbfgs.py). "
         "'time to gap g': the time of the first fit of a path (`max_iter` = "
         f"{', '.join(map(str, budget.path_max_iters()[:6]))}, ... with `tol=1e-12`, each from "
-        "scratch) whose gap is at most g, timed again: median of up to "
+        f"scratch; for `{OURS}` and `softmaxreg, 1 thread` (solver='auto'), `tol` = 1e-1, "
+        "1e-2, ..., 1e-12 with the default `max_iter`, as a binding max_iter would make "
+        "'auto' fall back to newton-cg at every point) whose gap is at most g, timed again: median of up to "
         f"{budget.repeats} runs (fewer for fits over {budget.retime / 2:g} s). A path stops "
         "when the solver converges (n_iter < max_iter) or stops improving, or when its next "
         f"fit would take over {budget.run:g} s or the path over {budget.path:g} s in all: "

@@ -248,6 +248,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 tol=self.tol,
                 max_iter=self.max_iter,
                 verbose=self.verbose,
+                warm_start=warm,
             )
         if not result.converged:
             if result.reached_max_iter:

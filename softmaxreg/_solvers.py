@@ -77,7 +77,7 @@ def _report(name, iteration, value, optimality, extra=""):
     )
 
 
-def lbfgs(objective, w0, *, tol, max_iter, verbose=0):
+def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     """Minimize with scipy's L-BFGS-B, with ``LogisticRegression``'s settings.
 
     Parameters
@@ -92,6 +92,8 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0):
         Largest number of iterations.
     verbose : int, default=0
         If positive, print the objective and the optimality at every iteration.
+    warm_start : bool, default=False
+        Whether ``w0`` is the solution of a nearby problem; L-BFGS makes no use of it.
 
     Returns
     -------
@@ -176,14 +178,16 @@ _ARMIJO = 1e-4
 _MAX_BACKTRACK = 50
 
 
-def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
+def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     """Minimize by truncated Newton: conjugate gradients on Hessian-vector products.
 
     Each iteration solves the Newton system ``H p = -g`` inexactly by conjugate
-    gradients, to a residual of ``eta ||g||`` with ``eta = min(0.5, sqrt(max(||g||,
-    ||g|| / ||g_0||)))`` (superlinear convergence near the optimum, without
-    over-solving the first steps from a warm start), then takes the longest step
+    gradients, to a residual of ``eta ||g||`` with ``eta = min(0.5, sqrt(||g||))``
+    (superlinear convergence near the optimum), then takes the longest step
     ``2**-i p`` with Armijo's sufficient decrease, trying the full step first.
+    From a warm start, ``eta = min(0.5, sqrt(max(||g||, ||g|| / ||g_0||)))``: the
+    gradient is small from the first step, and the first systems need not be
+    solved more accurately than from a cold start.
 
     Parameters
     ----------
@@ -198,6 +202,8 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
     verbose : int, default=0
         If positive, print the objective, the optimality and the number of
         Hessian-vector products at every iteration.
+    warm_start : bool, default=False
+        Whether ``w0`` is the solution of a nearby problem (another C).
 
     Returns
     -------
@@ -219,10 +225,8 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
         grad_norm = np.sqrt(grad @ grad)
         if n_iter == 1:
             first_norm = grad_norm
-        # Forcing term: sqrt(|g|) gives superlinear convergence; from a warm start,
-        # where |g| is small from the first step, sqrt(|g| / |g_0|) keeps the first
-        # steps' systems as loosely solved as those of a cold start.
-        forcing = min(0.5, np.sqrt(max(grad_norm, grad_norm / first_norm)))
+        relative = grad_norm / first_norm if warm_start else 0.0
+        forcing = min(0.5, np.sqrt(max(grad_norm, relative)))
         step_direction, products = _conjugate_gradient(
             lambda v: objective.hessian_product(w, v), grad, forcing * grad_norm, _MAX_CG_ITER
         )
@@ -248,7 +252,7 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0):
             )
 
 
-def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0):
+def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     """L-BFGS; where it has not converged after ``max_iter`` iterations, newton-cg from
     its last iterate, for up to ``max_iter`` more iterations.
 
@@ -257,7 +261,7 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0):
     converge (nearly separable classes under a weak penalty: curvature that differs
     by orders of magnitude between directions, which no rescaling of the features
     removes), newton-cg's Hessian products take it to the optimum in a few steps.
-    ``n_iter`` counts the iterations of both.
+    ``n_iter`` counts the iterations of both. ``warm_start`` is ignored.
     """
     first = lbfgs(objective, w0, tol=tol, max_iter=max_iter, verbose=verbose)
     if not first.reached_max_iter:
