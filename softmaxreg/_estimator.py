@@ -83,7 +83,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
           (it converged within 41 iterations on each), while on raw digits it
           needed 136 iterations where newton-cg needed 10.
     warm_start : bool, default=False
-        Start from the previous ``coef_`` and ``intercept_`` when their shape fits.
+        Start from the previous ``coef_`` and ``intercept_`` when their shape fits,
+        for example along a path of values of C (``set_params(C=c).fit(X, y)``);
+        ``"auto"`` then runs newton-cg.
     class_weight : dict or "balanced", default=None
         Weights of the classes, ``{class_label: weight}``; they multiply the sample
         weights. ``"balanced"`` uses ``n_samples / (n_classes * bincount(y))``, with

@@ -28,7 +28,8 @@ def relative_gradient(value, grad):
     separable, weak penalty), where the gradient of F shrinks with F and an
     absolute threshold would stop far from the optimum. It is unchanged by any
     rescaling of the objective. Infinite where the value is not finite and
-    positive.
+    positive. The estimator applies it to the gradient in standardized
+    coordinates (``_preconditioning``).
     """
     if not (np.isfinite(value) and value > 0):
         return np.inf

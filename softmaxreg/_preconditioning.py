@@ -143,9 +143,21 @@ class StandardizedObjective:
         return out
 
     def optimality(self, value, grad_theta):
-        """The stopping measure, from the gradient in the model's coordinates:
-        ``max |T^-T grad_theta| / value``."""
-        return relative_gradient(value, self.model_gradient(grad_theta))
+        """The stopping measure: the larger of ``max |grad_w| / value`` and ``max
+        |grad_theta| / value``, the gradient relative to the objective with respect to
+        the model's coefficients and with respect to the standardized ones.
+
+        The first is ``LogisticRegression``'s test (relative to F) on the features as
+        given, the second about the same test had they been standardized. Each alone
+        can pass far from the optimum: in the model's coordinates the gradient entry
+        of a feature of scale 1e-3 is 1e-6 times that of a feature of scale 1e3 (at
+        W = 0) and hides how far its coefficients are from optimal; in standardized
+        coordinates, the other way round.
+        """
+        return max(
+            relative_gradient(value, grad_theta),
+            relative_gradient(value, self.model_gradient(grad_theta)),
+        )
 
     def loss_gradient(self, theta):
         """Objective value and its gradient with respect to theta."""

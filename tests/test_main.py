@@ -47,6 +47,17 @@ def test_two_classes_compare_the_same_model(capsys):
     assert float(coef_diff) < 1e-3
 
 
+def test_raw_features_without_a_scaler(capsys):
+    """--raw fits the unscaled features: SoftmaxRegressor converges without a warning where
+    LogisticRegression (max_iter=100) does not."""
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge") as record:
+        assert main(["--dataset", "digits", "--raw", "--repeats", "1", "--max-iter", "100"]) == 0
+    assert not any("SoftmaxRegressor" in str(w.message) for w in record)
+    output = capsys.readouterr().out
+    assert "raw features" in output and "StandardScaler" not in output.splitlines()[0]
+    assert float(table_row(output, "SoftmaxRegressor")[1]) > 0.9
+
+
 def test_help_lists_options_with_defaults(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
