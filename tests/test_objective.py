@@ -90,6 +90,19 @@ def test_objective_hessian_product_matches_finite_differences(fit_intercept, wei
     assert_allclose(objective.hessian_product(w, v), numeric, rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_objective_hessian_product_matches_finite_differences_float32(weighted):
+    """In float32 too, H v matches the finite difference of the gradient along v, to what
+    float32 gradients resolve (a larger step, a 1e-2 tolerance)."""
+    objective = make_objective(weighted=weighted, C=1e3, dtype=np.float32, n=200)
+    w = random_point(objective)
+    v = random_point(objective, seed=2)
+    h = 3e-2
+    numeric = five_point(lambda t: objective.loss_gradient(w + t * v)[1], 0.0, h) / h
+    product = objective.hessian_product(w, v)
+    assert_allclose(product, numeric, rtol=0, atol=1e-2 * np.max(np.abs(numeric)))
+
+
 @pytest.mark.parametrize("fit_intercept", [False, True])
 def test_objective_float32_agrees_with_float64(fit_intercept):
     """The float32 objective's value, gradient and Hessian product match float64's to float32 precision."""
