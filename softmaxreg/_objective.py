@@ -69,10 +69,10 @@ class LinearSoftmaxObjective:
         self.n_threads = n_threads
         self._kernels = linear_kernels(n_classes)
         n_samples, n_features = X.shape
-        self.weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
-        self._loss_scale = 1.0 / self.weight_sum
+        weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
+        self._loss_scale = 1.0 / weight_sum
         #: The penalty's curvature, 1 / (C S).
-        self.l2 = 1.0 / (C * self.weight_sum)
+        self.l2 = 1.0 / (C * weight_sum)
         self.n_coef = n_features * n_classes
         self.n_params = self.n_coef + (n_classes if fit_intercept else 0)
         # Buffers reused by every evaluation, in the dtype of X: O(d k), never O(n).
