@@ -21,9 +21,10 @@ def test_report_compares_both_models(capsys):
     assert main(["--dataset", "iris", "--repeats", "1"]) == 0
     output = capsys.readouterr().out
     for model in ("SoftmaxRegressor", "LogisticRegression"):
-        _, accuracy, log_loss, fit_ms, n_iter, speedup = table_row(output, model)
+        _, accuracy, log_loss, gap, fit_ms, n_iter, speedup = table_row(output, model)
         assert float(accuracy) > 0.8
         assert 0 < float(log_loss) < 1
+        assert 0 <= float(gap) < 1e-2
         assert float(fit_ms) > 0
         assert int(n_iter) >= 1
         assert re.fullmatch(r"\d+\.\d\dx", speedup)
@@ -56,6 +57,8 @@ def test_raw_features_without_a_scaler(capsys):
     output = capsys.readouterr().out
     assert "raw features" in output and "StandardScaler" not in output.splitlines()[0]
     assert float(table_row(output, "SoftmaxRegressor")[1]) > 0.9
+    ours_gap, their_gap = (float(table_row(output, m)[3]) for m in ("SoftmaxRegressor", "LogisticRegression"))
+    assert ours_gap < 1e-6 < their_gap
 
 
 def test_help_lists_options_with_defaults(capsys):
