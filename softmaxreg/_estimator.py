@@ -219,7 +219,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         sw = check_sample_weight(sample_weight, X.shape[0], X.dtype, require_positive_sum=True)
         if self.class_weight is not None:
             weights = _class_weights(self.class_weight, classes, labels, sw)
-            sw = (sw if sw.size else np.ones(X.shape[0], dtype=X.dtype)) * weights[labels]
+            # The class weights are float64: keep the weights in the dtype of X.
+            sw = ((sw if sw.size else 1.0) * weights[labels]).astype(X.dtype)
             if not (sw > 0).any():
                 raise ValueError(
                     "class_weight and sample_weight together give every sample weight 0: "

@@ -349,3 +349,16 @@ def test_docstring_examples_run(module):
     """The Examples sections of the public docstrings run and print what they show."""
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("solver", ["auto", "lbfgs", "newton-cg"])
+def test_float32_with_class_and_sample_weights(blobs, solver):
+    """Class weights (float64) times float32 sample weights stay in X's dtype: the fit runs in
+    float32 and gives the float64 model to float32 precision."""
+    X, y = blobs
+    sw = np.random.default_rng(0).uniform(0.5, 2, len(y))
+    params = dict(solver=solver, class_weight="balanced")
+    single = SoftmaxRegressor(**params).fit(X.astype(np.float32), y, sample_weight=sw.astype(np.float32))
+    double = SoftmaxRegressor(**params, tol=1e-8).fit(X, y, sample_weight=sw)
+    assert single.coef_.dtype == np.float32
+    assert_allclose(single.predict_proba(X), double.predict_proba(X), atol=1e-3)
