@@ -109,15 +109,15 @@ class LinearSoftmaxObjective:
         if self.fit_intercept:
             intercept[:] = w[self.n_coef :]
 
-    def _model_gradient(self, out, w):
+    def _model_gradient(self, w):
         """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
         penalty's gradient ``l2 * W`` at ``w``, as a flat float64 vector."""
         grad = np.empty(self.n_params)
         grad_coef = grad[: self.n_coef]
-        np.multiply(out[0].ravel(), self._loss_scale, out=grad_coef)
+        np.multiply(self._out_coef_t.ravel(), self._loss_scale, out=grad_coef)
         grad_coef += self.l2 * w[: self.n_coef]
         if self.fit_intercept:
-            np.multiply(out[1], self._loss_scale, out=grad[self.n_coef :])
+            np.multiply(self._out_intercept, self._loss_scale, out=grad[self.n_coef :])
         return grad
 
     def loss_gradient(self, w):
@@ -144,7 +144,7 @@ class LinearSoftmaxObjective:
         )
         with np.errstate(over="ignore", invalid="ignore"):
             value = loss * self._loss_scale + penalty
-            grad = self._model_gradient((self._out_coef_t, self._out_intercept), w)
+            grad = self._model_gradient(w)
         if not (np.isfinite(value) and np.isfinite(grad).all()):
             return np.inf, np.zeros_like(w)
         return value, grad
@@ -170,4 +170,4 @@ class LinearSoftmaxObjective:
             self._out_intercept,
             self.n_threads,
         )
-        return self._model_gradient((self._out_coef_t, self._out_intercept), v)
+        return self._model_gradient(v)
