@@ -8,8 +8,9 @@ are compiled (the ``floating`` fused type); losses are accumulated in float64.
 For one row of logits ``z`` with ``m = max(z)`` and ``s = sum_j exp(z_j - m)``:
 
 * ``softmax(z)_j = exp(z_j - m) / s``
-* ``log_softmax(z)_j = (z_j - m) - log(s)``, never ``log(softmax(z))``, so no
-  probability that rounds to zero reaches a ``log``;
+* ``log_softmax(z)_j = (z_j - m) - log1p(s - 1)``, never ``log(softmax(z))``, so no
+  probability that rounds to zero reaches a ``log``; ``s - 1`` is summed from the
+  non-maximal terms, so a log-probability near 0 keeps its relative precision;
 * for non-negative targets ``t``, ``E = -sum_j t_j log_softmax(z)_j`` and
   ``dE/dz_j = softmax(z)_j * sum(t) - t_j`` (``o_j - t_j`` for a one-hot ``t``).
 
@@ -18,7 +19,7 @@ Nothing here knows about scikit-learn. This is the only file with ``prange``.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, expf, log
+from libc.math cimport INFINITY, exp, expf, log1p
 from libc.stdlib cimport calloc, free
 
 
@@ -106,8 +107,8 @@ cdef extern from "_tiles.h" nogil:
                               Py_ssize_t ldg, double *out)
     void smr_half_gradient1_f(const float *x, Py_ssize_t d, Py_ssize_t rows, const float *g,
                               Py_ssize_t ldg, float *out)
-    double smr_row_softmax_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w, double *s)
-    double smr_row_softmax_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w, double *s)
+    double smr_row_softmax_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w, double *rest)
+    double smr_row_softmax_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w, double *rest)
     void smr_row_softmax_jvp_d(double *z, double *r, Py_ssize_t kp, double w)
     void smr_row_softmax_jvp_f(float *z, float *r, Py_ssize_t kp, float w)
 
@@ -151,56 +152,67 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return exp(x)
 
 
-cdef inline floating _row_max(const floating *z, Py_ssize_t k) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating m = z[0]
+cdef inline Py_ssize_t _row_argmax(const floating *z, Py_ssize_t k) noexcept nogil:
+    """Index of the first largest entry of z."""
+    cdef Py_ssize_t j, jmax = 0
     for j in range(1, k):
-        if z[j] > m:
-            m = z[j]
-    return m
+        if z[j] > z[jmax]:
+            jmax = j
+    return jmax
 
 
-cdef inline double _row_exp_shifted(
-    const floating *z, Py_ssize_t k, floating m, floating *e
+cdef inline void _kahan_add(double *total, double *compensation, double x) noexcept nogil:
+    """Add x to the compensated sum ``total - compensation`` (Kahan): the error of a
+    sum of non-negative terms stays within 2 eps, whatever their number."""
+    cdef double y = x - compensation[0]
+    cdef double t = total[0] + y
+    compensation[0] = (t - total[0]) - y
+    total[0] = t
+
+
+cdef inline double _row_exp_rest(
+    const floating *z, Py_ssize_t k, Py_ssize_t jmax, floating *e
 ) noexcept nogil:
-    """Write e_j = exp(z_j - m) and return sum_j e_j (summed in float64).
+    """Write e_j = exp(z_j - m) with m = z[jmax] = max(z), and return
+    ``rest = sum_{j != jmax} e_j`` (compensated, float64), so that
+    ``s = sum_j e_j = 1 + rest`` and ``log(s) = log1p(rest)`` keeps the relative
+    precision of a loss near 0.
 
     ``e`` may be ``z`` itself: each element is read before it is written.
     """
     cdef Py_ssize_t j
-    cdef double s = 0.0
+    cdef floating m = z[jmax]
+    cdef double total = 0.0, compensation = 0.0
     for j in range(k):
         e[j] = _exp(z[j] - m)
-        s += e[j]
-    return s
+        if j != jmax:
+            _kahan_add(&total, &compensation, e[j])
+    return total - compensation
 
 
 cdef inline double _row_label_loss_grad(
     const floating *z, Py_ssize_t k, Py_ssize_t y, floating w, floating *g
 ) noexcept nogil:
-    """Loss ``w * (logsumexp(z) - z_y)``; writes ``g = w * (softmax(z) - onehot(y))``.
+    """Loss ``w * ((m - z_y) + log1p(rest))``; writes ``g = w * (softmax(z) - onehot(y))``.
 
-    ``g`` may be ``z`` itself. ``g_y = -w * sum_{j != y} e_j / s`` is computed from
-    the other classes' terms, not as ``w * p_y - w``, so it keeps its relative
-    precision when ``p_y`` is close to 1.
+    ``g`` may be ``z`` itself. ``g_y = -w (1 - p_y)`` with ``1 - p_y = (s - e_y) / s``
+    and ``s - e_y`` summed from the other classes' terms, not as ``w * p_y - w``, so
+    it keeps its relative precision when ``p_y`` is close to 1.
     """
     cdef Py_ssize_t j
-    cdef floating m = _row_max(z, k)
+    cdef Py_ssize_t jmax = _row_argmax(z, k)
+    cdef double m = z[jmax]
     cdef double z_y = z[y]
-    cdef double s_other = 0.0
-    cdef double s, scale
+    cdef double rest = _row_exp_rest(z, k, jmax, g)
+    cdef double s = 1.0 + rest
+    # s - e_y: the terms of every class but y. For y != jmax, rest holds e_y.
+    cdef double not_y = rest if y == jmax else 1.0 + (rest - g[y])
     for j in range(k):
-        g[j] = _exp(z[j] - m)
-        if j != y:
-            s_other += g[j]
-    s = s_other + g[y]
-    scale = w / s
-    for j in range(k):
-        g[j] = <floating>(g[j] * scale)
-    g[y] = <floating>(-w * (s_other / s))
+        g[j] = <floating>(w * (g[j] / s))
+    g[y] = <floating>(-w * (not_y / s))
     if w == 0:
         return 0.0
-    return w * (log(s) - (z_y - <double>m))
+    return w * ((m - z_y) + log1p(rest))
 
 
 # ---------------------------------------------------------------------------
@@ -208,34 +220,44 @@ cdef inline double _row_label_loss_grad(
 # ---------------------------------------------------------------------------
 
 def softmax_rows(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
-    """``out[i] = softmax(logits[i])``; ``out`` may be ``logits``."""
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
-    cdef floating m
-    cdef double inv
-    if k == 0:
-        return
-    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        m = _row_max(&logits[i, 0], k)
-        inv = 1.0 / _row_exp_shifted(&logits[i, 0], k, m, &out[i, 0])
-        for j in range(k):
-            out[i, j] = <floating>(out[i, j] * inv)
+    """``out[i] = softmax(logits[i])``; ``out`` may be ``logits``.
 
-
-def log_softmax_rows(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
-    """``out[i] = log_softmax(logits[i]) = logits[i] - m - log(s)``; ``out`` may be ``logits``."""
+    ``softmax(z)_j = e_j / (1 + rest)`` with ``e_j = exp(z_j - max(z))`` and ``rest``
+    the compensated sum of the non-maximal ``e_j``.
+    """
     cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
-    cdef floating m, log_s
     cdef double s
     if k == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
-        m = _row_max(&logits[i, 0], k)
-        s = 0.0
+        s = 1.0 + _row_exp_rest(&logits[i, 0], k, _row_argmax(&logits[i, 0], k), &out[i, 0])
         for j in range(k):
-            s = s + _exp(logits[i, j] - m)
-        log_s = <floating>log(s)
+            out[i, j] = <floating>(out[i, j] / s)
+
+
+def log_softmax_rows(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
+    """``out[i] = log_softmax(logits[i])``; ``out`` may be ``logits``.
+
+    ``log_softmax(z)_j = (z_j - m) - log1p(rest)``, with ``m = max(z)`` and ``rest``
+    the compensated sum of ``exp(z_j - m)`` over every j but the maximal one: the
+    log of ``1 + small`` keeps its relative precision.
+    """
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j, jmax
+    cdef double m, log_s
+    cdef double rest, total, compensation
+    if k == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        jmax = _row_argmax(&logits[i, 0], k)
+        m = logits[i, jmax]
+        total = 0.0
+        compensation = 0.0
         for j in range(k):
-            out[i, j] = (logits[i, j] - m) - log_s
+            if j != jmax:
+                _kahan_add(&total, &compensation, _exp(logits[i, j] - logits[i, jmax]))
+        log_s = log1p(total - compensation)
+        for j in range(k):
+            out[i, j] = <floating>((<double>logits[i, j] - m) - log_s)
 
 
 # ---------------------------------------------------------------------------
@@ -277,30 +299,44 @@ def cross_entropy_targets(
     """Per-row loss and gradient for non-negative soft targets.
 
     ``loss_out[i] = -w_i * sum_j t_ij log_softmax(z_i)_j`` and
-    ``grad_out[i] = w_i * (softmax(z_i) * sum(t_i) - t_i)``. Terms with ``t_ij == 0``
-    contribute nothing, even where ``log_softmax`` underflows to ``-inf``.
+    ``grad_out[i] = w_i * (softmax(z_i) * sum(t_i) - t_i)``, the latter computed as
+    ``w (p_j (T - t_j) - t_j (1 - p_j))``: two non-negative terms, with ``T - t_j``
+    and ``1 - p_j`` from compensated sums, so that nothing cancels but the two
+    terms themselves. Terms with ``t_ij == 0`` contribute nothing to the loss.
     """
-    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j
+    cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j, jmax
     cdef bint weighted = sample_weight.shape[0] > 0
-    cdef floating w, m
-    cdef double s, log_s, t_sum, loss, scale
+    cdef floating w
+    cdef double m, s, rest, log_s, t_j, e_j, one_minus_p
+    cdef double t_total, t_compensation, loss, loss_compensation
     if k == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
         w = sample_weight[i] if weighted else 1
-        m = _row_max(&logits[i, 0], k)
-        s = _row_exp_shifted(&logits[i, 0], k, m, &grad_out[i, 0])
-        log_s = log(s)
-        t_sum = 0.0
+        jmax = _row_argmax(&logits[i, 0], k)
+        m = logits[i, jmax]
+        rest = _row_exp_rest(&logits[i, 0], k, jmax, &grad_out[i, 0])
+        s = 1.0 + rest
+        log_s = log1p(rest)
+        t_total = 0.0
+        t_compensation = 0.0
         loss = 0.0
+        loss_compensation = 0.0
         for j in range(k):
-            if targets[i, j] != 0:
-                t_sum = t_sum + targets[i, j]
-                loss = loss + targets[i, j] * (log_s - (<double>logits[i, j] - <double>m))
-        scale = w * t_sum / s
+            t_j = targets[i, j]
+            if t_j != 0:
+                _kahan_add(&t_total, &t_compensation, t_j)
+                _kahan_add(&loss, &loss_compensation, t_j * (log_s - (<double>logits[i, j] - m)))
         for j in range(k):
-            grad_out[i, j] = <floating>(grad_out[i, j] * scale - <double>w * targets[i, j])
-        loss_out[i] = w * loss if w != 0 else 0.0
+            t_j = targets[i, j]
+            e_j = grad_out[i, j]
+            # 1 - p_j = (s - e_j) / s; for j != jmax, rest holds e_j.
+            one_minus_p = (rest if j == jmax else 1.0 + (rest - e_j)) / s
+            # T - t_j = (t_total - t_j) - t_compensation: exact where t_j is most of T.
+            grad_out[i, j] = <floating>(
+                w * ((e_j / s) * ((t_total - t_j) - t_compensation) - t_j * one_minus_p)
+            )
+        loss_out[i] = w * (loss - loss_compensation) if w != 0 else 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -599,8 +635,7 @@ cdef void _reduce_slots(
                 out_intercept[c] = total
 
 
-cdef double TWO_TO_512 = 2.0 ** 512
-cdef double LN2 = 0.6931471805599453
+cdef double TWO_TO_500 = 2.0 ** 500
 
 
 cdef enum:
@@ -758,10 +793,12 @@ cdef double _block_loss_gradient(
     """
     cdef Py_ssize_t r, c
     cdef floating w
-    cdef double loss = 0.0, s
-    # Unweighted, sum_r log(s_r) = log(prod_r s_r): one log per block. The product
-    # (each s_r in [1, kp]) is scaled by 2**-512 whenever it passes 2**512.
-    cdef double s_product = 1.0, s_product_exponent = 0.0
+    cdef double loss = 0.0, rest
+    # Unweighted, sum_r log1p(rest_r) = log1p(E) for 1 + E = prod_r (1 + rest_r): one
+    # log1p per block. E is carried as such, (1 + E)(1 + rest) = 1 + (E + rest + E rest),
+    # so that losses near 0 keep their relative precision; log1p(E) is taken (and E
+    # restarted) whenever E passes 2**500.
+    cdef double product_excess = 0.0
     cdef floating *z_row
     _logits_tiles(x, rows, d, coef_pad, kp, z)
     # Loss and g = w (softmax - onehot), in place; padded columns (-inf) end as 0.
@@ -773,17 +810,17 @@ cdef double _block_loss_gradient(
                 z_row[c] = 0
             continue
         if floating is float:
-            loss += smr_row_softmax_grad_f(z_row, kp, labels[r], w, &s)
+            loss += smr_row_softmax_grad_f(z_row, kp, labels[r], w, &rest)
         else:
-            loss += smr_row_softmax_grad_d(z_row, kp, labels[r], w, &s)
+            loss += smr_row_softmax_grad_d(z_row, kp, labels[r], w, &rest)
         if sample_weight != NULL:
-            loss += w * log(s)
+            loss += w * log1p(rest)
         else:
-            s_product *= s
-            if s_product > TWO_TO_512:
-                s_product *= 1.0 / TWO_TO_512
-                s_product_exponent += 512
-    loss += log(s_product) + s_product_exponent * LN2
+            product_excess = (product_excess + rest) + product_excess * rest
+            if product_excess > TWO_TO_500:
+                loss += log1p(product_excess)
+                product_excess = 0.0
+    loss += log1p(product_excess)
     _gradient_tiles(x, rows, d, z, kp, acc)
     return loss
 

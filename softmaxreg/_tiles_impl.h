@@ -331,36 +331,72 @@ static inline SMR_T SMR_SUFFIX(smr_row_max)(const SMR_T *z, Py_ssize_t kp) {
 }
 
 /*
+ * Compensated (Kahan) sums of vectors, lane by lane: the error of a sum of many
+ * terms stays within a few eps of the sum of their magnitudes, whatever their number.
+ * No multiplication is involved, so -ffp-contract cannot fuse away the compensation.
+ */
+#define SMR_KAHAN_ADD(total, compensation, x) do { \
+        const SMR_VEC kahan_y_ = (x) - (compensation); \
+        const SMR_VEC kahan_t_ = (total) + kahan_y_; \
+        (compensation) = (kahan_t_ - (total)) - kahan_y_; \
+        (total) = kahan_t_; \
+    } while (0)
+
+/* The lanes of a compensated vector sum, added in float64 with compensation. */
+static inline double SMR_SUFFIX(smr_kahan_lanes)(SMR_VEC total, SMR_VEC compensation) {
+    double sum = 0.0, c = 0.0;
+    for (int i = 0; i < SMR_LANES; i++) {
+        const double y = ((double)total[i] - (double)compensation[i]) - c;
+        const double t = sum + y;
+        c = (t - sum) - y;
+        sum = t;
+    }
+    return sum - c;
+}
+
+/* Index of the first entry equal to m = max(z[:kp]) (kp - 1 if none, as for NaN). */
+static inline Py_ssize_t SMR_SUFFIX(smr_index_of)(const SMR_T *z, Py_ssize_t kp, SMR_T m) {
+    Py_ssize_t j = 0;
+    while (j < kp - 1 && !(z[j] == m)) {
+        j++;
+    }
+    return j;
+}
+
+/*
  * One row of padded logits z[:kp], whose padding holds -inf, turned in place into
- * g = w (softmax(z) - onehot(y)) (0 in the padding). The row's loss is
- * w (log(s) - (z_y - m)) with m = max(z) and s = sum(exp(z - m)) in [1, kp]: this
- * returns w (m - z_y) and writes s, so that the caller can take the logs of many
- * rows at once. g_y = -w sum_{c != y} e_c / s is computed from the other classes'
- * terms, so it keeps its relative precision when p_y is close to 1.
+ * g = w (softmax(z) - onehot(y)) (0 in the padding). With m = max(z) = z[jmax] and
+ * e = exp(z - m), the row's loss is w ((m - z_y) + log1p(rest)) with rest =
+ * sum_{c != jmax} e_c = s - 1, so that a loss near 0 keeps its relative precision:
+ * this returns w (m - z_y) and writes rest, so that the caller can take the logs of
+ * many rows at once. g_y = -w (s - e_y) / s, with s - e_y summed from the other
+ * classes' terms, so it keeps its relative precision when p_y is close to 1.
  */
 static inline double SMR_SUFFIX(smr_row_softmax_grad)(
-    SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w, double *s_out)
+    SMR_T *z, Py_ssize_t kp, Py_ssize_t y, SMR_T w, double *rest_out)
 {
     const SMR_T m = SMR_SUFFIX(smr_row_max)(z, kp);
+    const Py_ssize_t jmax = SMR_SUFFIX(smr_index_of)(z, kp, m);
     const double z_y = z[y];
     SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
-    const SMR_T e_y = z[y];
-    z[y] = 0;
-    SMR_VEC sv = {0};
+    const double e_y = z[y];
+    const SMR_T e_max = z[jmax];  /* 1, or NaN where the logits overflowed */
+    z[jmax] = 0;
+    SMR_VEC total = {0}, compensation = {0};
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
-        sv += SMR_SUFFIX(smr_load)(z + c);
+        SMR_KAHAN_ADD(total, compensation, SMR_SUFFIX(smr_load)(z + c));
     }
-    double s_other = 0.0;
-    for (int i = 0; i < SMR_LANES; i++) {
-        s_other += sv[i];
-    }
-    const double s = s_other + e_y;
+    z[jmax] = e_max;
+    const double rest = SMR_SUFFIX(smr_kahan_lanes)(total, compensation);
+    const double s = 1.0 + rest;
+    /* s - e_y: for y != jmax, rest holds e_y. */
+    const double not_y = y == jmax ? rest : 1.0 + (rest - e_y);
     const SMR_T scale = (SMR_T)(w / s);
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
         SMR_SUFFIX(smr_store)(z + c, SMR_SUFFIX(smr_load)(z + c) * scale);
     }
-    z[y] = (SMR_T)(-w * (s_other / s));
-    *s_out = s;
+    z[y] = (SMR_T)(-w * (not_y / s));
+    *rest_out = rest;
     return w * ((double)m - z_y);
 }
 
@@ -368,23 +404,20 @@ static inline double SMR_SUFFIX(smr_row_softmax_grad)(
  * One row of padded logits z[:kp] (padding -inf) and of a direction's logits
  * r[:kp] (padding 0): r becomes u = w J r, where J = diag(p) - p p^T is the
  * softmax Jacobian at z and p = softmax(z), that is u_c = w p_c (r_c - p.r).
- * z is overwritten with exp(z - max(z)).
+ * z is overwritten with exp(z - max(z)). The sums are compensated.
  */
 static inline void SMR_SUFFIX(smr_row_softmax_jvp)(SMR_T *z, SMR_T *r, Py_ssize_t kp, SMR_T w)
 {
     const SMR_T m = SMR_SUFFIX(smr_row_max)(z, kp);
     SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
-    SMR_VEC sv = {0}, dv = {0};
+    SMR_VEC s_total = {0}, s_comp = {0}, d_total = {0}, d_comp = {0};
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
         const SMR_VEC e = SMR_SUFFIX(smr_load)(z + c);
-        sv += e;
-        dv += e * SMR_SUFFIX(smr_load)(r + c);
+        SMR_KAHAN_ADD(s_total, s_comp, e);
+        SMR_KAHAN_ADD(d_total, d_comp, e * SMR_SUFFIX(smr_load)(r + c));
     }
-    double s = 0.0, dot = 0.0;
-    for (int i = 0; i < SMR_LANES; i++) {
-        s += sv[i];
-        dot += dv[i];
-    }
+    const double s = SMR_SUFFIX(smr_kahan_lanes)(s_total, s_comp);
+    const double dot = SMR_SUFFIX(smr_kahan_lanes)(d_total, d_comp);
     const SMR_T pr = (SMR_T)(dot / s);
     const SMR_T scale = (SMR_T)(w / s);
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
@@ -393,6 +426,7 @@ static inline void SMR_SUFFIX(smr_row_softmax_jvp)(SMR_T *z, SMR_T *r, Py_ssize_
     }
 }
 
+#undef SMR_KAHAN_ADD
 #undef SMR_VEC
 #undef SMR_IVEC
 #undef SMR_T
