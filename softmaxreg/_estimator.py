@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._dispatch import kernels as _kernels, linear_kernels
 from ._objective import LinearSoftmaxObjective
 from ._preconditioning import StandardizedObjective
+from ._rescaling import normalize_weights, scale_huge_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
 from ._threads import n_threads_from_n_jobs, single_threaded_blas
 from ._validation import check_sample_weight
@@ -35,6 +36,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
     where ``s_i`` is the sample weight times the class weight and the intercept is
     not penalized, so switching from ``LogisticRegression`` gives the same model.
+    With two classes the model is, as there, binary logistic regression: one row of
+    coefficients, ``p(classes_[1]) = sigmoid(x @ coef_[0] + intercept_[0])``.
     Its loss and gradient are computed by fused Cython kernels that run over
     blocks of rows in parallel with OpenMP and never allocate an
     (n_samples, n_classes) array during a fit.
@@ -43,7 +46,10 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
     ----------
     C : float, default=1.0
         Inverse of the regularization strength; must be positive. Smaller values
-        mean stronger regularization.
+        mean stronger regularization. ``np.inf`` fits the unpenalized model, as in
+        ``LogisticRegression``; where the classes are separable, its coefficients
+        grow without bound, and the fit stops at ``max_iter`` with a
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept for each class.
     tol : float, default=1e-4
@@ -56,35 +62,37 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         given and as if standardized: the same where the optimal loss is of order
         1; where it is small (nearly separable classes, large C) the gradient
         shrinks with F, and an absolute threshold stops far from the optimum.
+        A solver that stops before meeting it for any reason says so with a
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     max_iter : int, default=100
-        Maximum number of solver iterations (Newton iterations for
-        ``"newton-cg"``; with ``"auto"``, L-BFGS and newton-cg each get
-        ``max_iter``). A :class:`~sklearn.exceptions.ConvergenceWarning` is
-        issued when it is reached.
+        Maximum number of solver iterations, for every solver: with ``"auto"``,
+        L-BFGS and newton-cg share it. ``n_iter_[0] <= max_iter``, and a larger
+        ``max_iter`` continues the same sequence of iterates, so it never gives a
+        worse model. 0 returns the start (zeros, or the warm start). A
+        :class:`~sklearn.exceptions.ConvergenceWarning` is issued when it is
+        reached before ``tol``.
     solver : {"auto", "lbfgs", "newton-cg"}, default="auto"
         The optimization algorithm. Every solver moves in coordinates where the
         features look standardized: an exact change of variables by each
         feature's weighted mean and standard deviation (X is neither copied nor
         changed), so raw, unscaled features do not slow it down and the model is
-        the same as without it.
+        the same as without it. Features that do not vary keep coefficients of
+        exactly 0 (the intercept absorbs a constant).
 
         - ``"lbfgs"``: scipy's L-BFGS-B with ``LogisticRegression``'s settings;
           one pass over X per iteration. The fastest on well-conditioned problems.
-        - ``"newton-cg"``: truncated Newton. Each iteration solves the Newton
-          system by conjugate gradients on Hessian-vector products (one fused
-          pass over X each), then takes the longest step with Armijo's
-          sufficient decrease. Few, costlier iterations; it converges where
-          L-BFGS crawls (nearly separable classes under a weak penalty) and
-          quickly from a warm start.
+          Where it stalls before meeting ``tol``, it warns.
+        - ``"newton-cg"``: trust-region Newton (TRON: Lin, Weng & Keerthi, JMLR
+          2008). Each iteration minimizes the quadratic model of the objective
+          inside a trust region by conjugate gradients on Hessian-vector products
+          (one fused pass over X each). Few, costlier iterations; it converges
+          where L-BFGS crawls (nearly separable classes under a weak penalty),
+          quickly from a warm start, and from any start.
         - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
-          solution; otherwise ``"lbfgs"``, and if that has not converged after
-          ``max_iter`` iterations, ``"newton-cg"`` from where it stopped. In
-          benchmarks/, at the default tol, L-BFGS converged within 15 to 64
-          iterations on every well-conditioned problem and was up to 1.8x faster
-          than newton-cg; on raw digits it had not converged after 100, and
-          ``"auto"`` (100 iterations of L-BFGS, then 3 of newton-cg) reached a
-          relative gap of 6e-11 in 128 ms. From a warm start along a path of C,
-          newton-cg took 0.28x to 0.82x the time of cold fits, L-BFGS 0.86x to 1x.
+          solution; otherwise ``"lbfgs"``, handing over to ``"newton-cg"`` from
+          where it stopped when it stalls or when its rate of progress projects
+          more than 40 further iterations to reach ``tol``. benchmarks/ measures
+          the choice.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits,
         for example along a path of values of C (``set_params(C=c).fit(X, y)``);
@@ -97,7 +105,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Number of OpenMP threads for fitting and prediction. None uses
         ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS`` and
         :func:`threadpoolctl.threadpool_limits`; -1 uses every CPU; -2 all but
-        one. BLAS is limited to one thread while the kernels run.
+        one. Never more threads than CPUs this process may run on. BLAS is limited
+        to one thread while the kernels run.
     verbose : int, default=0
         If positive, print the objective and the gradient's largest entry at every
         solver iteration.
@@ -106,17 +115,18 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels.
-    coef_ : ndarray of shape (n_classes, n_features)
-        Coefficients of the features in the decision function, one row per class,
-        in the dtype of X (float32 or float64). With two classes the rows are
-        opposite: the model is binary logistic regression with ``2 * C`` and
-        coefficients ``coef_[1] - coef_[0]``.
-    intercept_ : ndarray of shape (n_classes,)
-        Intercepts, centred to sum to zero (softmax is unchanged by a shift).
-        Zero when ``fit_intercept=False``.
-    n_iter_ : int
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        Coefficients of the features in the decision function, in the dtype of X
+        (float32 or float64). With two classes, one row: that of ``classes_[1]``
+        against ``classes_[0]``, as in ``LogisticRegression``. With more, one row
+        per class; for ``C=np.inf``, centred over the classes (the smallest of the
+        equivalent solutions).
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Intercepts, in the dtype of X. With more than two classes, centred to sum
+        to zero (softmax is unchanged by a shift). Zero when ``fit_intercept=False``.
+    n_iter_ : ndarray of shape (1,), int32
         Number of solver iterations of the last fit (with ``"auto"``, of both
-        solvers).
+        solvers), as in ``LogisticRegression``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -151,7 +161,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "C": [Interval(Real, 0, None, closed="neither")],
+        "C": [Interval(Real, 0, None, closed="right")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -191,17 +201,25 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data: finite real numbers.
+            Training data: finite real numbers of any magnitude.
         y : array-like of shape (n_samples,)
             Class labels; at least two distinct classes.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample, with a positive sum. None gives
-            every sample weight 1.
+            Non-negative, finite weight of each sample, with a positive sum. None
+            gives every sample weight 1. Only their ratios and ``C`` matter:
+            scaling every weight by ``c`` fits the same model as ``C * c``.
 
         Returns
         -------
         self : SoftmaxRegressor
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If X or sample_weight hold NaN, infinity or (sample_weight) negative
+            values, if y has a single class, if the lengths differ, or if a
+            parameter is out of range.
         """
         X, y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], order="C", y_numeric=False
@@ -216,70 +234,88 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 f"but the data contain only one class: {classes[0]!r}."
             )
         n_threads = n_threads_from_n_jobs(self.n_jobs)
-        sw = check_sample_weight(sample_weight, X.shape[0], X.dtype, require_positive_sum=True)
+        sw = check_sample_weight(
+            sample_weight, X.shape[0], np.float64, require_positive_sum=True
+        )
+        sw, C = normalize_weights(sw, float(self.C))
         if self.class_weight is not None:
-            weights = _class_weights(self.class_weight, classes, labels, sw)
-            # The class weights are float64: keep the weights in the dtype of X.
-            sw = ((sw if sw.size else 1.0) * weights[labels]).astype(X.dtype)
+            weights, C = normalize_weights(
+                _class_weights(self.class_weight, classes, labels, sw), C
+            )
+            sw = (sw if sw.size else 1.0) * weights[labels]
             if not (sw > 0).any():
                 raise ValueError(
                     "class_weight and sample_weight together give every sample weight 0: "
                     "there is nothing to fit."
                 )
-
+        if sw.size and np.unique(labels[sw > 0]).shape[0] < 2:
+            raise ValueError(
+                "The weights leave samples of a single class (every other class has "
+                "weight 0): SoftmaxRegressor needs at least 2 classes of positive weight."
+            )
+        X_fit, column_exponents = scale_huge_columns(X)
         objective = LinearSoftmaxObjective(
-            X,
+            X_fit,
             labels,
             classes.shape[0],
-            sw,
-            C=self.C,
+            # The weights are at most 1 here: X's dtype holds them.
+            sw.astype(X.dtype),
+            C=C,
             fit_intercept=self.fit_intercept,
             n_threads=n_threads,
         )
         warm = (
             self.warm_start
             and hasattr(self, "coef_")
-            and self.coef_.shape == (classes.shape[0], X.shape[1])
+            and self.coef_.shape == (objective.n_columns, X.shape[1])
         )
         solver = self.solver if self.solver != "auto" else _auto_solver(warm)
         with single_threaded_blas():
             standardized = StandardizedObjective(objective, n_threads)
             if warm:
-                w0 = objective.pack(self.coef_, self.intercept_)
+                coef = self.coef_.astype(np.float64)
+                if column_exponents is not None:
+                    coef = np.ldexp(coef, column_exponents)
+                w0 = standardized.to_solver(objective.pack(coef, self.intercept_))
+                if not np.isfinite(w0).all():
+                    w0 = np.zeros(objective.n_params)
             else:
                 w0 = np.zeros(objective.n_params)
             result = _SOLVERS[solver](
                 standardized,
-                standardized.to_solver(w0),
+                w0,
                 tol=self.tol,
                 max_iter=self.max_iter,
                 verbose=self.verbose,
                 warm_start=warm,
             )
         if not result.converged:
-            if result.reached_max_iter:
-                advice = "Increase max_iter, or tol."
-            else:
-                advice = (
-                    f"The line search found no further decrease: tol={self.tol:g} may be "
-                    f"below what {X.dtype.name} arithmetic can resolve here."
-                )
-            warnings.warn(
-                f"SoftmaxRegressor ({solver}) did not converge after "
-                f"{result.n_iter} iterations (max_iter={self.max_iter}; solver: "
-                f"{result.message.strip(' .:')}). {advice}",
-                ConvergenceWarning,
-                stacklevel=3,  # the caller of fit, past _fit_context's wrapper
+            _warn_not_converged(
+                solver, result, self.max_iter, self.tol, X.dtype, classes.shape[0]
             )
         coef, intercept = objective.unpack(standardized.to_model(result.w))
+        if column_exponents is not None:
+            coef = np.ldexp(coef, -column_exponents)
+        if objective.n_columns > 1:
+            # softmax is unchanged by a shift common to every class: report the smallest
+            # representative (for C < inf, the optimum's coefficients are centred already).
+            intercept -= intercept.mean()
+            if not np.isfinite(C):
+                coef -= coef.mean(axis=0)
         self.classes_ = classes
-        self.coef_ = coef
-        self.intercept_ = intercept - intercept.mean()
-        self.n_iter_ = result.n_iter
+        self.coef_ = coef.astype(X.dtype)
+        self.intercept_ = intercept.astype(X.dtype)
+        self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
 
     def _logits(self, X):
-        """The (n_samples, n_classes) logits, computed in parallel without BLAS."""
+        """The (n_samples, n_columns) logits, and None, or, where the logits of some rows
+        overflow, those rows' logits scaled down and ``(rows, exponent)``: a boolean
+        mask of the rows and the power of two their logits are scaled by.
+
+        Computed in parallel without BLAS; rows that overflow are recomputed from the
+        row and the coefficients scaled down (``_rescaling.scaled_logits``).
+        """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
         dtype = X.dtype
@@ -289,7 +325,26 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         linear_kernels(out.shape[1]).linear_logits(
             X, coef_t, intercept, out, n_threads_from_n_jobs(self.n_jobs)
         )
-        return out
+        rows = ~np.isfinite(out).all(axis=1)
+        if not rows.any():
+            return out, None
+        z, exponent = scaled_logits(X[rows], self.coef_, self.intercept_)
+        out[rows] = z  # |z| <= n_features + 1: in range in either dtype
+        return out, (rows, exponent)
+
+    def _class_logits(self, X):
+        """Logits of every class ((n, 2) for the binary model: class 0's logit is 0)."""
+        logits, scaled = self._logits(X)
+        if len(self.classes_) == 2:
+            logits = np.hstack([np.zeros_like(logits), logits])
+        return logits, scaled
+
+    def _too_large(self, what, n_rows):
+        return ValueError(
+            f"X has values so large that {what} of {n_rows} of its rows lie beyond the "
+            f"range of {self.coef_.dtype.name}: scale those features down (predict and "
+            "predict_proba still work there)."
+        )
 
     def decision_function(self, X):
         """Confidence scores: the logits ``X @ coef_.T + intercept_``.
@@ -302,13 +357,20 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
-            With two classes, the log-odds of ``classes_[1]`` against
-            ``classes_[0]``, of shape (n_samples,), as scikit-learn expects.
+            In the dtype of ``coef_``. With two classes, the log-odds of
+            ``classes_[1]`` against ``classes_[0]``, of shape (n_samples,), as
+            ``LogisticRegression`` returns.
+
+        Raises
+        ------
+        ValueError
+            Where a score lies beyond the range of the dtype (X far beyond any
+            training data); :meth:`predict` and :meth:`predict_proba` still work there.
         """
-        logits = self._logits(X)
-        if logits.shape[1] == 2:
-            return logits[:, 1] - logits[:, 0]
-        return logits
+        logits, scaled = self._logits(X)
+        if scaled is not None:
+            raise self._too_large("the decision function", int(scaled[0].sum()))
+        return logits[:, 0] if len(self.classes_) == 2 else logits
 
     def predict(self, X):
         """Predict the most probable class of each sample.
@@ -323,7 +385,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        logits = self._logits(X)
+        logits, _ = self._class_logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
 
     def predict_proba(self, X):
@@ -337,11 +399,10 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
+            Rows sum to 1; columns follow ``classes_``; dtype of ``coef_``. With two
+            classes, ``[1 - p, p]`` with ``p = sigmoid(decision_function(X))``.
         """
-        logits = self._logits(X)
-        _kernels.softmax_rows(logits, logits, n_threads_from_n_jobs(self.n_jobs))
-        return logits
+        return self._softmax(*self._class_logits(X), log=False)
 
     def predict_log_proba(self, X):
         """Log of the class probabilities, computed stably as a log-softmax.
@@ -354,12 +415,29 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
-            Finite wherever the true value is in range, even where
-            :meth:`predict_proba` rounds to 0.
+            Finite, even where :meth:`predict_proba` rounds to 0; dtype of ``coef_``.
+
+        Raises
+        ------
+        ValueError
+            Where a log-probability lies below the range of the dtype (X far beyond
+            any training data).
         """
-        logits = self._logits(X)
-        _kernels.log_softmax_rows(logits, logits, n_threads_from_n_jobs(self.n_jobs))
-        return logits
+        return self._softmax(*self._class_logits(X), log=True)
+
+    def _softmax(self, logits, scaled, log):
+        """softmax or log_softmax of the logits from ``_class_logits``, in coef_'s dtype."""
+        kernel = _kernels.log_softmax_rows if log else _kernels.softmax_rows
+        out = np.ascontiguousarray(logits, dtype=self.coef_.dtype)
+        kernel(out, out, n_threads_from_n_jobs(self.n_jobs))
+        if scaled is not None:
+            rows, exponent = scaled
+            out[rows] = softmax_of_scaled(logits[rows].astype(np.float64), exponent, log)
+            if log and not np.isfinite(out).all():
+                raise self._too_large(
+                    "the log-probabilities", int((~np.isfinite(out).all(axis=1)).sum())
+                )
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -370,6 +448,36 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 def _auto_solver(warm):
     """The solver that ``solver="auto"`` runs: see the class docstring."""
     return "newton-cg" if warm else "lbfgs, then newton-cg"
+
+
+def _warn_not_converged(solver, result, max_iter, tol, dtype, n_classes):
+    """A ConvergenceWarning that says why the solver stopped and what to do."""
+    if result.reached_max_iter and result.objective < 1e-3 * np.log(n_classes):
+        # F at W = 0 is log(k): a loss this far below it means a penalty too weak to
+        # hold coefficients that separate the classes.
+        advice = (
+            f"The objective fell to {result.objective / np.log(n_classes):.1e} of its value "
+            "at zero coefficients: the classes are (nearly) separable, and the coefficients "
+            "grow without bound as C grows. A smaller C gives a finite optimum; or "
+            "increase max_iter, or tol."
+        )
+    elif result.reached_max_iter:
+        advice = "Increase max_iter, or tol."
+    elif solver == "lbfgs":
+        advice = (
+            "solver='auto' or 'newton-cg' would continue from there; or increase tol."
+        )
+    else:
+        advice = (
+            f"tol={tol:g} may be below what {np.dtype(dtype).name} arithmetic can "
+            "resolve here; increase tol."
+        )
+    warnings.warn(
+        f"SoftmaxRegressor ({solver}) did not converge after {result.n_iter} iterations "
+        f"(max_iter={max_iter}; solver: {result.message.strip(' .:')}). {advice}",
+        ConvergenceWarning,
+        stacklevel=4,  # the caller of fit, past fit and _fit_context's wrapper
+    )
 
 
 def _class_weights(class_weight, classes, labels, sample_weight):

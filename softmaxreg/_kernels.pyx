@@ -19,7 +19,7 @@ Nothing here knows about scikit-learn. This is the only file with ``prange``.
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, expf, log1p
+from libc.math cimport INFINITY, exp, expf, fabs, log1p
 from libc.stdlib cimport calloc, free
 
 
@@ -161,12 +161,16 @@ cdef inline Py_ssize_t _row_argmax(const floating *z, Py_ssize_t k) noexcept nog
     return jmax
 
 
-cdef inline void _kahan_add(double *total, double *compensation, double x) noexcept nogil:
-    """Add x to the compensated sum ``total - compensation`` (Kahan): the error of a
-    sum of non-negative terms stays within 2 eps, whatever their number."""
-    cdef double y = x - compensation[0]
-    cdef double t = total[0] + y
-    compensation[0] = (t - total[0]) - y
+cdef inline void _compensated_add(double *total, double *compensation, double x) noexcept nogil:
+    """Add x to the compensated sum ``total + compensation`` (Neumaier's variant of
+    Kahan's): ``total + compensation`` holds the sum to about eps**2 of the sum of the
+    magnitudes, whatever the number and order of the terms, so that a difference such
+    as ``sum - t_j`` keeps the small terms."""
+    cdef double t = total[0] + x
+    if fabs(total[0]) >= fabs(x):
+        compensation[0] += (total[0] - t) + x
+    else:
+        compensation[0] += (x - t) + total[0]
     total[0] = t
 
 
@@ -186,8 +190,8 @@ cdef inline double _row_exp_rest(
     for j in range(k):
         e[j] = _exp(z[j] - m)
         if j != jmax:
-            _kahan_add(&total, &compensation, e[j])
-    return total - compensation
+            _compensated_add(&total, &compensation, e[j])
+    return total + compensation
 
 
 cdef inline double _row_label_loss_grad(
@@ -254,8 +258,8 @@ def log_softmax_rows(const floating[:, ::1] logits, floating[:, ::1] out, int n_
         compensation = 0.0
         for j in range(k):
             if j != jmax:
-                _kahan_add(&total, &compensation, _exp(logits[i, j] - logits[i, jmax]))
-        log_s = log1p(total - compensation)
+                _compensated_add(&total, &compensation, _exp(logits[i, j] - logits[i, jmax]))
+        log_s = log1p(total + compensation)
         for j in range(k):
             out[i, j] = <floating>((<double>logits[i, j] - m) - log_s)
 
@@ -325,18 +329,22 @@ def cross_entropy_targets(
         for j in range(k):
             t_j = targets[i, j]
             if t_j != 0:
-                _kahan_add(&t_total, &t_compensation, t_j)
-                _kahan_add(&loss, &loss_compensation, t_j * (log_s - (<double>logits[i, j] - m)))
+                _compensated_add(&t_total, &t_compensation, t_j)
+                # w t_j first: the product with a loss near the range's end stays in it.
+                _compensated_add(
+                    &loss, &loss_compensation, (w * t_j) * (log_s - (<double>logits[i, j] - m))
+                )
         for j in range(k):
             t_j = targets[i, j]
             e_j = grad_out[i, j]
             # 1 - p_j = (s - e_j) / s; for j != jmax, rest holds e_j.
             one_minus_p = (rest if j == jmax else 1.0 + (rest - e_j)) / s
-            # T - t_j = (t_total - t_j) - t_compensation: exact where t_j is most of T.
+            # T - t_j = (t_total - t_j) + t_compensation: exact where t_j is most of T.
             grad_out[i, j] = <floating>(
-                w * ((e_j / s) * ((t_total - t_j) - t_compensation) - t_j * one_minus_p)
+                w * ((e_j / s) * ((t_total - t_j) + t_compensation) - t_j * one_minus_p)
             )
-        loss_out[i] = w * (loss - loss_compensation) if w != 0 else 0.0
+        # A loss that overflows stays inf (inf - inf in the compensation would be NaN).
+        loss_out[i] = 0.0 if w == 0 else (loss + loss_compensation if fabs(loss) < INFINITY else loss)
 
 
 # ---------------------------------------------------------------------------
@@ -530,31 +538,38 @@ def column_moments(
     const floating[::1] sample_weight,
     double[::1] mean_out,
     double[::1] variance_out,
+    double[::1] deviation_out,
     int n_threads,
 ):
-    """Weighted mean and (biased) variance of each column of X, in float64.
+    """Weighted mean and (biased) variance of each column of X, in float64, and how far
+    the column strays from its first value.
 
     ``mean_j = sum_i w_i x_ij / sum_i w_i`` and ``variance_j = sum_i w_i (x_ij -
-    mean_j)**2 / sum_i w_i``, computed in one pass from sums of ``x_ij - x_0j``
-    (the first row as the shift keeps the cancellation small). An empty
-    ``sample_weight`` means unit weights; the weights must have a positive sum.
-    Columns whose squares overflow get an infinite variance. Per-thread sums are
-    added in thread order.
+    mean_j)**2 / sum_i w_i``, computed in one pass from sums of ``x_ij - x_fj``, with
+    f the first row of positive weight (a data point as the shift keeps the
+    cancellation small). ``deviation_j = max |x_ij - x_fj|`` over the rows of
+    positive weight: 0 exactly where the column is constant on them, which a
+    variance, whose squares may underflow, cannot tell. An empty ``sample_weight``
+    means unit weights; the weights must have a positive sum. Columns whose squares
+    overflow get an infinite variance. Per-thread sums are added in thread order.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef int n_slots = max(n_threads, 1)
-    # Per-thread slot: the weight sum (padded to a cache line), sums of shifted x, of their squares.
+    # Per-thread slot: the weight sum (padded to a cache line), sums of shifted x, of their
+    # squares, and the largest |shifted x|.
     cdef Py_ssize_t head = CACHE_LINE // sizeof(double)
-    cdef Py_ssize_t stride = _slot_stride(head + 2 * d, sizeof(double))
+    cdef Py_ssize_t stride = _slot_stride(head + 3 * d, sizeof(double))
     cdef double *slots = NULL
     cdef double *my_sums
-    cdef double w, v, weight_sum, mean_shift
-    cdef Py_ssize_t i, j, t
+    cdef double w, v, weight_sum, mean_shift, deviation
+    cdef Py_ssize_t i, j, t, first = 0
     cdef int tid
 
     if n == 0 or d == 0:
         return
+    while weighted and first < n - 1 and not sample_weight[first] > 0:
+        first += 1
     try:
         slots = <double *> _checked_calloc(n_slots * stride, sizeof(double))
         with nogil, parallel(num_threads=n_slots):
@@ -562,23 +577,30 @@ def column_moments(
             my_sums = slots + tid * stride
             for i in prange(n, schedule="static"):
                 w = sample_weight[i] if weighted else 1.0
+                if w == 0:
+                    continue
                 my_sums[0] += w
                 for j in range(d):
-                    v = <double> X[i, j] - <double> X[0, j]
+                    v = <double> X[i, j] - <double> X[first, j]
                     my_sums[head + j] += w * v
                     my_sums[head + d + j] += w * v * v
+                    if fabs(v) > my_sums[head + 2 * d + j]:
+                        my_sums[head + 2 * d + j] = fabs(v)
         weight_sum = 0.0
         for t in range(n_slots):
             weight_sum += slots[t * stride]
         for j in range(d):
             mean_shift = 0.0
             v = 0.0
+            deviation = 0.0
             for t in range(n_slots):
                 mean_shift += slots[t * stride + head + j]
                 v += slots[t * stride + head + d + j]
+                deviation = max(deviation, slots[t * stride + head + 2 * d + j])
             mean_shift /= weight_sum
-            mean_out[j] = <double> X[0, j] + mean_shift
+            mean_out[j] = <double> X[first, j] + mean_shift
             variance_out[j] = max(v / weight_sum - mean_shift * mean_shift, 0.0)
+            deviation_out[j] = deviation
     finally:
         free(slots)
 

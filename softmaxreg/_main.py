@@ -84,16 +84,12 @@ def load_split(dataset, test_size, random_state):
     return train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=y)
 
 
-def make_models(args, n_classes):
+def make_models(args):
     """Return ``{name: pipeline}``: StandardScaler (unless ``args.raw``) followed by each
-    classifier.
-
-    With two classes LogisticRegression fits the binomial model, which equals the
-    two-class softmax model at twice the C (see ``SoftmaxRegressor.coef_``).
-    """
+    classifier (with two classes, both fit the binomial model)."""
     common = {"tol": args.tol, "max_iter": args.max_iter}
     ours = SoftmaxRegressor(C=args.C, n_jobs=args.n_jobs, **common)
-    reference = LogisticRegression(C=2 * args.C if n_classes == 2 else args.C, **common)
+    reference = LogisticRegression(C=args.C, **common)
     scaler = [] if args.raw else [StandardScaler()]
     return {"SoftmaxRegressor": make_pipeline(*scaler, ours),
             "LogisticRegression": make_pipeline(*scaler, reference)}
@@ -134,14 +130,13 @@ def median_fit_seconds(pipeline, X, y, repeats):
 def softmax_objective(X, labels, coef, intercept, C):
     """``C sum_i CE(softmax(x_i coef^T + b), y_i) + ||coef||^2 / 2`` in float64.
 
-    A binomial model (one row of ``coef``) is first written as the two-class softmax
-    model it equals at half its C: rows ``-coef / 2`` and ``coef / 2``.
+    A binomial model (one row of ``coef``) has logits ``[0, x_i coef^T + b]``.
     """
     coef = np.asarray(coef, dtype=np.float64)
     intercept = np.asarray(intercept, dtype=np.float64)
-    if coef.shape[0] == 1:
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.r_[-intercept / 2, intercept / 2]
     logits = np.asarray(X, dtype=np.float64) @ coef.T + intercept
+    if coef.shape[0] == 1:
+        logits = np.hstack([np.zeros_like(logits), logits])
     cross_entropy = logsumexp(logits, axis=1) - logits[np.arange(len(labels)), labels]
     return float(C * cross_entropy.sum() + 0.5 * np.sum(coef * coef))
 
@@ -189,15 +184,9 @@ def markdown_table(header, rows):
 
 
 def model_differences(models, X_test):
-    """Return the largest absolute differences of coef_ and of test probabilities.
-
-    A two-class softmax model is compared through ``coef_[1] - coef_[0]``, the one row
-    of the binomial LogisticRegression.
-    """
+    """Return the largest absolute differences of coef_ and of test probabilities."""
     ours, theirs = models["SoftmaxRegressor"], models["LogisticRegression"]
-    coef = ours[-1].coef_
-    coef = coef[1:] - coef[:1] if coef.shape[0] == 2 else coef
-    coef_diff = np.max(np.abs(coef - theirs[-1].coef_))
+    coef_diff = np.max(np.abs(ours[-1].coef_ - theirs[-1].coef_))
     proba_diff = np.max(np.abs(ours.predict_proba(X_test) - theirs.predict_proba(X_test)))
     return coef_diff, proba_diff
 
@@ -225,7 +214,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     X_train, X_test, y_train, y_test = load_split(args.dataset, args.test_size, args.random_state)
     n_classes = np.unique(y_train).shape[0]
-    models = make_models(args, n_classes)
+    models = make_models(args)
     fit_seconds = {name: median_fit_seconds(pipeline, X_train, y_train, args.repeats)
                    for name, pipeline in models.items()}
     header = ["model", "test accuracy", "test log-loss", "objective gap", "fit ms", "n_iter",
@@ -244,8 +233,6 @@ def main(argv=None):
           "||coef||^2 / 2 (the objective both models minimize), F* its minimum: at the same "
           "tol, SoftmaxRegressor stops closer to it wherever the optimal loss is small (its "
           "test is relative to F).")
-    if n_classes == 2:
-        print("2 classes: LogisticRegression is fitted with 2*C, the same model as softmax at C.")
     print(f"max |coef_ difference|: {coef_diff:.2e}, "
           f"max |predict_proba difference|: {proba_diff:.2e}")
     print(machine_facts(args.n_jobs))

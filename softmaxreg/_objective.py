@@ -8,7 +8,12 @@ parameters W (d x k, stored transposed) and b (k)::
 This is ``LogisticRegression``'s multinomial objective,
 ``C sum_i s_i CE_i + ||W||^2 / 2``, divided by ``C S``: the same minimizer, on a
 scale where a gradient tolerance means the same thing for any n and C. The
-intercept is not penalized.
+intercept is not penalized; ``C = inf`` drops the penalty.
+
+With two classes the model is ``LogisticRegression``'s binary one: class 0's
+column of W and b is fixed at 0, and the parameters are class 1's column alone,
+so that ``softmax([0, z])_1 = sigmoid(z)`` and the penalty is that of the binary
+coefficients (not of two opposite rows, which would halve it).
 
 Solvers see the objective through a change of variables (``_preconditioning``);
 this module works in the model's own parameters.
@@ -40,7 +45,9 @@ class LinearSoftmaxObjective:
     """Loss, gradient and Hessian-vector product of the L2-penalized linear softmax model.
 
     The parameters are a flat float64 vector ``w``: W of shape (n_features,
-    n_classes) in C order, then, with an intercept, ``b``.
+    n_columns) in C order, then, with an intercept, ``b`` (n_columns). With three
+    or more classes ``n_columns = n_classes``; with two, ``n_columns = 1``: class 1's
+    column, class 0's being fixed at 0 (binary logistic regression).
 
     Parameters
     ----------
@@ -49,11 +56,12 @@ class LinearSoftmaxObjective:
     labels : ndarray of shape (n_samples,), intp
         Class indices in ``[0, n_classes)``.
     n_classes : int
-        Number of classes k.
+        Number of classes k (at least 2).
     sample_weight : ndarray of shape (n_samples,) or (0,), dtype of X
         Non-negative weights with a positive sum; empty means unit weights.
     C : float
-        Inverse of the penalty strength, as in ``LogisticRegression``.
+        Inverse of the penalty strength, as in ``LogisticRegression``; ``inf``
+        for no penalty.
     fit_intercept : bool
         Whether ``b`` is part of ``w`` (otherwise it is zero).
     n_threads : int
@@ -69,34 +77,43 @@ class LinearSoftmaxObjective:
         self.n_threads = n_threads
         self._kernels = linear_kernels(n_classes)
         n_samples, n_features = X.shape
+        self.n_columns = 1 if n_classes == 2 else n_classes
+        #: The columns of the kernels' (d, k) buffers that the parameters fill.
+        self._columns = slice(n_classes - self.n_columns, n_classes)
+        #: The loss's curvature along one coefficient of a standardized feature at
+        #: W = 0: p (1 - p) = 1/4 for the binary model, about 1/k for k classes.
+        self.curvature_at_zero = 0.25 if n_classes == 2 else 1.0 / n_classes
+        #: Relative rounding of the objective's value: the kernels run in X's dtype.
+        self.value_resolution = 64 * float(np.finfo(X.dtype).eps)
         weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
         self._loss_scale = 1.0 / weight_sum
-        #: The penalty's curvature, 1 / (C S).
+        #: The penalty's curvature, 1 / (C S); 0 for C = inf.
         self.l2 = 1.0 / (C * weight_sum)
-        self.n_coef = n_features * n_classes
-        self.n_params = self.n_coef + (n_classes if fit_intercept else 0)
+        self.n_coef = n_features * self.n_columns
+        self.n_params = self.n_coef + (self.n_columns if fit_intercept else 0)
         # Buffers reused by every evaluation, in the dtype of X: O(d k), never O(n).
-        self._coef_t = np.empty((n_features, n_classes), dtype=X.dtype)
+        # Columns outside _columns stay 0.
+        self._coef_t = np.zeros((n_features, n_classes), dtype=X.dtype)
         self._intercept = np.zeros(n_classes, dtype=X.dtype)
-        self._direction_coef_t = np.empty_like(self._coef_t)
+        self._direction_coef_t = np.zeros_like(self._coef_t)
         self._direction_intercept = np.zeros_like(self._intercept)
         self._out_coef_t = np.empty_like(self._coef_t)
         self._out_intercept = np.empty_like(self._intercept)
 
     def pack(self, coef, intercept):
-        """Flat float64 parameters from ``coef`` (k, d) and ``intercept`` (k,)."""
+        """Flat float64 parameters from ``coef`` (n_columns, d) and ``intercept`` (n_columns,)."""
         w = np.asarray(coef, dtype=np.float64).T.ravel()
         if self.fit_intercept:
             w = np.concatenate([w, np.asarray(intercept, dtype=np.float64)])
         return w
 
     def unpack(self, w):
-        """``coef`` of shape (k, d) and ``intercept`` of shape (k,), in the dtype of X."""
-        coef = w[: self.n_coef].reshape(-1, self.n_classes).T.astype(self.X.dtype)
+        """``coef`` of shape (n_columns, d) and ``intercept`` of shape (n_columns,), float64."""
+        coef = w[: self.n_coef].reshape(-1, self.n_columns).T.copy()
         if self.fit_intercept:
-            intercept = w[self.n_coef :].astype(self.X.dtype)
+            intercept = w[self.n_coef :].copy()
         else:
-            intercept = np.zeros(self.n_classes, dtype=self.X.dtype)
+            intercept = np.zeros(self.n_columns)
         return coef, intercept
 
     def optimality(self, value, grad):
@@ -105,19 +122,20 @@ class LinearSoftmaxObjective:
 
     def _set(self, w, coef_t, intercept):
         """Copy ``w`` into the (d, k) and (k,) kernel buffers, in the dtype of X."""
-        coef_t.ravel()[:] = w[: self.n_coef]
+        coef_t[:, self._columns] = w[: self.n_coef].reshape(-1, self.n_columns)
         if self.fit_intercept:
-            intercept[:] = w[self.n_coef :]
+            intercept[self._columns] = w[self.n_coef :]
 
     def _model_gradient(self, w):
         """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
         penalty's gradient ``l2 * W`` at ``w``, as a flat float64 vector."""
         grad = np.empty(self.n_params)
-        grad_coef = grad[: self.n_coef]
-        np.multiply(self._out_coef_t.ravel(), self._loss_scale, out=grad_coef)
-        grad_coef += self.l2 * w[: self.n_coef]
+        grad_coef = grad[: self.n_coef].reshape(-1, self.n_columns)
+        np.multiply(self._out_coef_t[:, self._columns], self._loss_scale, out=grad_coef)
+        if self.l2:
+            grad[: self.n_coef] += self.l2 * w[: self.n_coef]
         if self.fit_intercept:
-            np.multiply(self._out_intercept, self._loss_scale, out=grad[self.n_coef :])
+            np.multiply(self._out_intercept[self._columns], self._loss_scale, out=grad[self.n_coef :])
         return grad
 
     def loss_gradient(self, w):
@@ -131,7 +149,7 @@ class LinearSoftmaxObjective:
             self._set(w, self._coef_t, self._intercept)
             w_coef = w[: self.n_coef]
             # einsum, not a BLAS dot: no BLAS thread may wake up beside the kernel.
-            penalty = 0.5 * self.l2 * float(np.einsum("i,i", w_coef, w_coef))
+            penalty = 0.5 * self.l2 * float(np.einsum("i,i", w_coef, w_coef)) if self.l2 else 0.0
         loss = self._kernels.linear_loss_gradient(
             self.X,
             self.labels,
@@ -155,7 +173,8 @@ class LinearSoftmaxObjective:
         ``H v = (1/S) sum_i s_i [x_i; 1] (J_i r_i)^T + [V / (C S); 0]``, with
         ``r_i = x_i V + v_b`` the direction's logits and ``J_i`` the softmax
         Jacobian of row i (see ``_kernels.linear_hessian_product``). Without an
-        intercept, ``v`` has no intercept part and neither has the result.
+        intercept, ``v`` has no intercept part and neither has the result. With
+        two classes, class 0's column of the direction is 0, as that of ``w``.
         """
         self._set(w, self._coef_t, self._intercept)
         self._set(v, self._direction_coef_t, self._direction_intercept)

@@ -12,19 +12,26 @@ large mean. Instead of asking users to scale X, the solvers move in coordinates
 with ``mu_j`` the weighted mean of feature j (0 without an intercept, which then
 could not absorb it), ``sigma_j**2`` its weighted variance about ``mu_j`` and
 
-    D_j = 1 / sqrt(sigma_j**2 + k / (C S))
+    D_j = 1 / sqrt(sigma_j**2 + l2 / c)
 
-In ``theta``, feature j enters the logits as ``(x_ij - mu_j) D_j``. At the start
-(W = 0, every probability 1/k), the loss's curvature along ``W_jc`` is about
-``sigma_j**2 / k`` and the penalty adds ``1 / (C S)``, so every coefficient's
-curvature in ``theta`` is about ``1/k``, like the intercept's. The ``k / (C S)``
-term keeps ``D`` bounded for features that barely vary, whose coefficients the
-penalty holds down anyway.
+with ``l2 = 1 / (C S)`` the penalty's curvature and ``c`` the loss's curvature along
+a coefficient of a standardized feature at W = 0 (1/4 for two classes, about 1/k
+for k). In ``theta``, feature j enters the logits as ``(x_ij - mu_j) D_j``, and
+at the start every coefficient's curvature in ``theta`` is about ``c``, like the
+intercept's. The ``l2 / c`` term keeps ``D`` bounded for features that barely vary,
+whose coefficients the penalty holds down anyway.
 
-The map is linear and invertible and X is never copied: the model (W, b), the
-objective and its optimum are exactly those of ``LinearSoftmaxObjective``; only
-the path of a solver changes. Solvers stop on the gradient in the model's own
-coordinates (``optimality``), so ``tol`` means the same with or without it.
+A feature that does not vary at all (``sigma_j = 0``: a constant column with an
+intercept, or a zero column without one) has ``D_j = 0``: its coefficients stay
+exactly 0, which is their optimum (the intercept absorbs a constant; for C = inf,
+the smallest of the optima), so the model equals the fit without that column, at
+any C and any constant, and no large number ever cancels in the map back.
+
+The map is linear, invertible on the other coefficients, and X is never copied:
+the model (W, b), the objective and its optimum are exactly those of
+``LinearSoftmaxObjective``; only the path of a solver changes. Solvers stop on the
+gradient in the model's coordinates and in theta (``optimality``), so ``tol``
+means the same with or without it.
 """
 
 import numpy as np
@@ -36,9 +43,11 @@ from ._objective import relative_gradient
 def column_moments(X, sample_weight, n_threads):
     """Weighted mean and standard deviation of each column of X, float64.
 
-    One parallel pass over X. Columns so large that their squares overflow are
-    recomputed from the column divided by its largest magnitude, so both are
-    finite wherever X is.
+    One parallel pass over X. Columns so large that their squares overflow, or whose
+    spread is so small that its squares underflow, are recomputed from the column
+    divided by its largest magnitude, so both are finite and accurate wherever X is
+    finite. The standard deviation is exactly 0 where the column is constant on the
+    rows of positive weight.
 
     Parameters
     ----------
@@ -54,10 +63,14 @@ def column_moments(X, sample_weight, n_threads):
     n_features = X.shape[1]
     mean = np.zeros(n_features)
     variance = np.zeros(n_features)
-    kernels.column_moments(X, sample_weight, mean, variance, n_threads)
+    deviation = np.zeros(n_features)
+    kernels.column_moments(X, sample_weight, mean, variance, deviation, n_threads)
     std = np.sqrt(variance)
     weights = sample_weight if sample_weight.size else None
-    for j in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std))):
+    out_of_range = ~(np.isfinite(mean) & np.isfinite(std)) | (
+        (variance < _SMALLEST_ACCURATE_SQUARE) & (deviation > 0)
+    )
+    for j in np.flatnonzero(out_of_range):
         column = X[:, j].astype(np.float64)
         magnitude = np.max(np.abs(column))
         column /= magnitude
@@ -65,6 +78,11 @@ def column_moments(X, sample_weight, n_threads):
         mean[j] = mean_j * magnitude
         std[j] = np.sqrt(np.average((column - mean_j) ** 2, weights=weights)) * magnitude
     return mean, std
+
+
+# Below this, squares of deviations lose bits to underflow (float64's normal range ends
+# at 2**-1022).
+_SMALLEST_ACCURATE_SQUARE = 2.0**-900
 
 
 class StandardizedObjective:
@@ -81,16 +99,22 @@ class StandardizedObjective:
     def __init__(self, objective, n_threads):
         self.objective = objective
         self.n_params = objective.n_params
+        self.value_resolution = objective.value_resolution
         self._n_coef = objective.n_coef
-        self._k = objective.n_classes
+        self._k = objective.n_columns
         self._fit_intercept = objective.fit_intercept
         mean, std = column_moments(objective.X, objective.sample_weight, n_threads)
         if not self._fit_intercept:
             # No intercept to absorb a shift: scale by the root mean square instead.
             std = np.hypot(std, mean)
             mean = np.zeros_like(mean)
+        #: Features whose coefficients move: the others do not vary and stay at 0.
+        self.varying = std > 0
+        scale = np.zeros_like(std)
         # hypot: sigma**2 may overflow where sigma does not.
-        scale = 1.0 / np.hypot(std, np.sqrt(self._k * objective.l2))
+        scale[self.varying] = 1.0 / np.hypot(
+            std[self.varying], np.sqrt(objective.l2 / objective.curvature_at_zero)
+        )
         #: D, and ``mu_j D_j``: the shift of the intercept per unit of theta.
         self.scale = scale
         self.shift = mean * scale
@@ -107,11 +131,13 @@ class StandardizedObjective:
         return w
 
     def to_solver(self, w):
-        """Solver coordinates ``theta = T^-1 w``."""
+        """Solver coordinates ``theta = T^-1 w``: the same logits, with the coefficients of
+        features that do not vary moved into the intercept (they are 0 in ``theta``)."""
         k, n_coef = self._k, self._n_coef
         coef = w[:n_coef].reshape(-1, k)
-        theta = np.empty_like(w)
-        theta[:n_coef] = (coef / self.scale[:, None]).ravel()
+        theta = np.zeros_like(w)
+        varying = self.varying
+        theta[:n_coef].reshape(-1, k)[varying] = coef[varying] / self.scale[varying, None]
         if self._fit_intercept:
             theta[n_coef:] = w[n_coef:] + np.einsum("j,jc->c", self._mean, coef)
         return theta
@@ -132,12 +158,15 @@ class StandardizedObjective:
         return out
 
     def model_gradient(self, grad_theta):
-        """``T^-T grad_theta``: the gradient in the model's coordinates."""
+        """``T^-T grad_theta``: the gradient in the model's coordinates, with 0 for the
+        coefficients of features that do not vary (they are at their optimum)."""
         k, n_coef = self._k, self._n_coef
         out = np.empty_like(grad_theta)
-        coef = grad_theta[:n_coef].reshape(-1, k) / self.scale[:, None]
+        coef = np.zeros((self.scale.shape[0], k))
+        varying = self.varying
+        coef[varying] = grad_theta[:n_coef].reshape(-1, k)[varying] / self.scale[varying, None]
         if self._fit_intercept:
-            coef += self._mean[:, None] * grad_theta[n_coef:]
+            coef[varying] += self._mean[varying, None] * grad_theta[n_coef:]
             out[n_coef:] = grad_theta[n_coef:]
         out[:n_coef] = coef.ravel()
         return out

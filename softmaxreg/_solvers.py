@@ -2,20 +2,19 @@
 
 An objective has ``loss_gradient(w) -> (value, grad)`` (float64, at a flat float64
 vector ``w``), ``hessian_product(w, v)`` (for newton-cg) and ``optimality(value,
-grad)``. Every solver stops when ``optimality(value, grad) <= tol`` (for this
-package's objectives, the largest absolute entry of the gradient in the model's own
-coordinates divided by the value: ``_objective.relative_gradient``), or when the
-objective stops decreasing by more than rounding, or after ``max_iter`` iterations.
+grad)``. A solver converges when ``optimality(value, grad) <= tol`` (for this
+package's objectives, the largest absolute entry of the gradient relative to the
+value: ``_objective.relative_gradient``), and only then: when it stops for another
+reason (``max_iter``, or no further decrease that rounding can resolve) it says so,
+and its result is not converged. Every solver takes at most ``max_iter``
+iterations, and each iteration decreases the objective, so a larger ``max_iter``
+never gives a worse result.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-
-# Stop when an iteration decreases the objective by at most this much, relatively:
-# what L-BFGS-B calls ftol. About what float64 sums of many terms can resolve.
-_FTOL = 64 * np.finfo(np.float64).eps
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,7 @@ class SolverResult:
     n_iter : int
         Number of iterations taken.
     converged : bool
-        Whether the solver stopped because ``optimality <= tol`` or because the
-        objective stopped decreasing (rather than ``max_iter`` or a failed line
-        search).
+        Whether the solver stopped because ``optimality <= tol``.
     message : str
         Why the solver stopped.
     reached_max_iter : bool
@@ -50,6 +47,10 @@ class SolverResult:
 
 class _Converged(Exception):
     """Raised from scipy's callback when the gradient criterion is met."""
+
+
+class _HandOver(Exception):
+    """Raised from scipy's callback when L-BFGS is too slow to be worth continuing."""
 
 
 class _Tracker:
@@ -77,8 +78,34 @@ def _report(name, iteration, value, optimality, extra=""):
     )
 
 
-def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
+# L-BFGS hands over to newton-cg (in ``lbfgs_then_newton_cg``) when, after at least
+# _RATE_MIN_ITER iterations, the rate at which it has reduced the best optimality over
+# the last _RATE_WINDOW iterations projects more than _RATE_MAX_REMAINING more
+# iterations to reach tol. The rule depends on the problem and tol, not on max_iter.
+_RATE_MIN_ITER = 20
+_RATE_WINDOW = 10
+_RATE_MAX_REMAINING = 40
+
+
+def _too_slow(history, tol):
+    """Whether L-BFGS, with ``history`` the best optimality after each iteration (the
+    start first), is projected to need more than _RATE_MAX_REMAINING more iterations."""
+    if len(history) <= _RATE_MIN_ITER:
+        return False
+    before, now = history[-1 - _RATE_WINDOW], history[-1]
+    if not now > 0:
+        return False
+    rate = (np.log(before) - np.log(now)) / _RATE_WINDOW
+    return rate <= 0 or np.log(now / tol) / rate > _RATE_MAX_REMAINING
+
+
+def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_over=False):
     """Minimize with scipy's L-BFGS-B, with ``LogisticRegression``'s settings.
+
+    It converges only when the gradient criterion is met. When L-BFGS-B stops
+    before (its relative decrease of the objective fell below ``ftol``, or its line
+    search failed), the result is not converged and says why: a stall is not
+    convergence.
 
     Parameters
     ----------
@@ -89,11 +116,14 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     tol : float
         Stop when ``objective.optimality(value, grad) <= tol``.
     max_iter : int
-        Largest number of iterations.
+        Largest number of iterations; 0 returns ``w0``.
     verbose : int, default=0
         If positive, print the objective and the optimality at every iteration.
     warm_start : bool, default=False
         Whether ``w0`` is the solution of a nearby problem; L-BFGS makes no use of it.
+    hand_over : bool, default=False
+        Also stop (not converged) where L-BFGS is projected to be slow (see
+        ``_too_slow``), for ``lbfgs_then_newton_cg``.
 
     Returns
     -------
@@ -106,18 +136,24 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         _report("lbfgs", 0, value, optimality)
     if optimality <= tol:
         return SolverResult(w0.copy(), float(value), 0, True, "gradient below tol at the start")
+    if max_iter == 0:
+        return SolverResult(w0.copy(), float(value), 0, False, "reached max_iter", True)
     iteration = [0]
     last = [w0]
+    history = [optimality]
 
     def callback(wk):
         iteration[0] += 1
         last[0] = np.array(wk)
         value, grad = tracker(wk)
         optimality = objective.optimality(value, grad)
+        history.append(min(history[-1], optimality))
         if verbose > 0:
             _report("lbfgs", iteration[0], value, optimality)
         if optimality <= tol:
             raise _Converged
+        if hand_over and _too_slow(history, tol):
+            raise _HandOver
 
     try:
         result = minimize(
@@ -126,82 +162,149 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
             method="L-BFGS-B",
             jac=True,
             callback=callback,
-            # The gradient criterion is ours (in the callback): gtol=0 leaves it to us.
-            options={"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": _FTOL},
+            # The gradient criterion is ours (in the callback): gtol=0 leaves it to us, and
+            # ftol=0 stops L-BFGS-B only where the objective does not decrease at all.
+            options={"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": 0.0},
         )
     except _Converged:
         w = last[0]
         return SolverResult(w, float(tracker(w)[0]), iteration[0], True, "gradient below tol")
+    except _HandOver:
+        w = last[0]
+        return SolverResult(
+            w, float(tracker(w)[0]), iteration[0], False, "too slow to reach tol; handing over"
+        )
+    # scipy stopped: at max_iter, or on a stall (ftol, or a failed line search).
+    value, grad = tracker(result.x)
+    reached_max_iter = bool(result.status == 1)
+    if reached_max_iter:
+        message = "reached max_iter"
+    else:
+        message = (
+            "L-BFGS-B stopped making progress before the gradient met tol "
+            f"({str(result.message).strip(' .:').lower()})"
+        )
     return SolverResult(
         w=result.x,
-        objective=float(result.fun),
+        objective=float(value),
         n_iter=int(result.nit),
-        converged=bool(result.status == 0),
-        message=str(result.message),
-        reached_max_iter=bool(result.status == 1),
+        converged=objective.optimality(value, grad) <= tol,
+        message=message,
+        reached_max_iter=reached_max_iter,
     )
 
 
-def _conjugate_gradient(hessian_product, grad, tolerance, max_iter):
-    """Approximately solve ``H p = -grad`` by conjugate gradients from ``p = 0``.
+def _boundary_step(p, direction, radius):
+    """The ``tau >= 0`` with ``||p + tau direction|| = radius`` (``||p|| <= radius``)."""
+    dd = direction @ direction
+    pd = p @ direction
+    pp = p @ p
+    root = np.sqrt(max(pd * pd + dd * (radius * radius - pp), 0.0))
+    # The two forms of the positive root, chosen to avoid cancellation.
+    return (radius * radius - pp) / (root + pd) if pd > 0 else (root - pd) / dd
 
-    Stops when the residual's norm is at most ``tolerance``, after ``max_iter``
-    products, or at a direction of non-positive curvature (then returning the
-    iterate so far, or ``-grad`` if there is none): the result is always a
-    descent direction. Returns ``(p, n_products)``.
+
+def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter):
+    """Approximately minimize the model ``g.p + p.H.p / 2`` within ``||p|| <= radius``.
+
+    Conjugate gradients from ``p = 0`` (Steihaug 1983; Toint 1981): stop when the
+    residual's norm is at most ``tolerance``, after ``max_iter`` products, or on the
+    boundary, where CG would leave the region or meets non-positive curvature. With
+    ``radius = inf`` and non-positive curvature on the first direction, the result is
+    ``-grad`` (steepest descent); later, the iterate so far.
+
+    Returns
+    -------
+    p : ndarray
+        The step; always a descent direction.
+    model_decrease : float
+        ``-(g.p + p.H.p / 2) >= 0``, the decrease the quadratic model predicts.
+    n_products : int
+        Hessian-vector products taken.
     """
     p = np.zeros_like(grad)
-    residual = -grad
+    residual = -grad  # -(g + H p)
     direction = residual.copy()
     rr = residual @ residual
+
+    def decrease(p, residual):
+        # g.p + p.H.p/2 = (g.p - p.(-g - H p)) / 2 = (g.p - p.residual) / 2.
+        return -0.5 * (grad @ p - p @ residual)
+
     for i in range(max_iter):
         if np.sqrt(rr) <= tolerance:
-            return p, i
+            return p, decrease(p, residual), i
         hd = hessian_product(direction)
         curvature = direction @ hd
         if not curvature > 0:  # also NaN: H is only semidefinite along the class sum
-            return (p if i > 0 else -grad), i + 1
+            if np.isfinite(radius):
+                tau = _boundary_step(p, direction, radius)
+                p = p + tau * direction
+                residual = residual - tau * hd
+            elif i == 0:
+                p, residual = -grad, np.full_like(grad, np.nan)
+                return p, float(grad @ grad), i + 1
+            return p, decrease(p, residual), i + 1
         step = rr / curvature
-        p += step * direction
+        p_next = p + step * direction
+        if p_next @ p_next >= radius * radius:
+            tau = _boundary_step(p, direction, radius)
+            p = p + tau * direction
+            residual = residual - tau * hd
+            return p, decrease(p, residual), i + 1
+        p = p_next
         residual -= step * hd
         rr_next = residual @ residual
         direction *= rr_next / rr
         direction += residual
         rr = rr_next
-    return p, max_iter
+    return p, decrease(p, residual), max_iter
 
 
 # Inner conjugate-gradient iterations per Newton step, at most (as scikit-learn's newton-cg).
 _MAX_CG_ITER = 200
-# Armijo's sufficient-decrease constant and the most step halvings of the line search.
-_ARMIJO = 1e-4
-_MAX_BACKTRACK = 50
+# Trust-region constants of TRON (Lin & More 1999; LIBLINEAR): a step is taken when the
+# actual decrease is more than ETA0 times the predicted one; the radius shrinks below
+# ETA1, may grow above ETA2, by factors SIGMA1..SIGMA3.
+_ETA0, _ETA1, _ETA2 = 1e-4, 0.25, 0.75
+_SIGMA1, _SIGMA2, _SIGMA3 = 0.25, 0.5, 4.0
+# Smallest factor by which a rejected step shrinks the radius (quadratic interpolation
+# along a wild step can ask for less; this keeps the radius from collapsing on noise).
+_MIN_SHRINK = 1e-6
 
 
 def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
-    """Minimize by truncated Newton: conjugate gradients on Hessian-vector products.
+    """Minimize by trust-region Newton: Steihaug's conjugate gradients on Hessian products.
 
-    Each iteration solves the Newton system ``H p = -g`` inexactly by conjugate
-    gradients, to a residual of ``eta ||g||`` with ``eta = min(0.5, sqrt(||g||))``
-    (superlinear convergence near the optimum), then takes the longest step
-    ``2**-i p`` with Armijo's sufficient decrease, trying the full step first.
-    From a warm start, ``eta = min(0.5, sqrt(max(||g||, ||g|| / ||g_0||)))``: the
-    gradient is small from the first step, and the first systems need not be
-    solved more accurately than from a cold start.
+    Each iteration minimizes the quadratic model of the objective inside a ball of
+    radius ``radius`` by conjugate gradients (``_steihaug_cg``), to a residual of
+    ``eta ||g||`` with ``eta = min(0.5, sqrt(||g||))`` (superlinear convergence near
+    the optimum; from a warm start ``eta = min(0.5, sqrt(max(||g||, ||g|| /
+    ||g_0||)))``, so that the first systems are not over-solved). The step is taken
+    if the objective decreases by at least ``1e-4`` of the model's prediction, and
+    the radius follows the ratio of the two, as in TRON (Lin & More 1999; Lin, Weng
+    & Keerthi, "Trust region Newton method for large-scale logistic regression",
+    JMLR 2008; LIBLINEAR's ``tron.cpp``). The first radius is the length of the
+    first Newton step, so near the optimum the steps are Newton's; a rejected step
+    shrinks the radius to the minimizer of the quadratic through the objective along
+    the step. This keeps a step bounded where the Newton step is not (a softmax
+    saturated by a warm start far from the optimum), so the method converges from
+    any start (Conn, Gould & Toint, "Trust-Region Methods", 2000, ch. 6).
 
     Parameters
     ----------
     objective : object
-        With ``loss_gradient``, ``hessian_product`` and ``optimality``.
+        With ``loss_gradient``, ``hessian_product``, ``optimality`` and
+        ``value_resolution`` (the relative rounding of its values).
     w0 : ndarray
         Starting point (float64, 1-D).
     tol : float
         Stop when ``objective.optimality(value, grad) <= tol``.
     max_iter : int
-        Largest number of Newton iterations.
+        Largest number of iterations (each one step tried: taken or not).
     verbose : int, default=0
-        If positive, print the objective, the optimality and the number of
-        Hessian-vector products at every iteration.
+        If positive, print the objective, the optimality, the radius and the
+        number of Hessian-vector products at every iteration.
     warm_start : bool, default=False
         Whether ``w0`` is the solution of a nearby problem (another C).
 
@@ -213,60 +316,86 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     value, grad = objective.loss_gradient(w)
     n_iter = 0
     n_products = 0
+    radius = np.inf
+    first_norm = None
     while True:
         optimality = objective.optimality(value, grad)
         if verbose > 0:
-            _report("newton-cg", n_iter, value, optimality, f"  Hessian products {n_products}")
+            _report(
+                "newton-cg", n_iter, value, optimality,
+                f"  radius {radius:.3e}  Hessian products {n_products}",
+            )
         if optimality <= tol:
             return SolverResult(w, float(value), n_iter, True, "gradient below tol")
         if n_iter >= max_iter:
             return SolverResult(w, float(value), n_iter, False, "reached max_iter", True)
+        if radius <= np.finfo(np.float64).eps * max(np.sqrt(w @ w), 1.0):
+            return SolverResult(
+                w, float(value), n_iter, False,
+                "the trust region shrank below the rounding of the parameters: "
+                "no step decreases the objective",
+            )
         n_iter += 1
         grad_norm = np.sqrt(grad @ grad)
-        if n_iter == 1:
+        if first_norm is None:
             first_norm = grad_norm
         relative = grad_norm / first_norm if warm_start else 0.0
         forcing = min(0.5, np.sqrt(max(grad_norm, relative)))
-        step_direction, products = _conjugate_gradient(
-            lambda v: objective.hessian_product(w, v), grad, forcing * grad_norm, _MAX_CG_ITER
+        step, predicted, products = _steihaug_cg(
+            lambda v: objective.hessian_product(w, v),
+            grad, radius, forcing * grad_norm, _MAX_CG_ITER,
         )
         n_products += products
-        slope = grad @ step_direction
-        step = 1.0
-        for _ in range(_MAX_BACKTRACK):
-            w_next = w + step * step_direction
-            value_next, grad_next = objective.loss_gradient(w_next)
-            if value_next <= value + _ARMIJO * step * slope:
-                break
-            step *= 0.5
+        step_norm = np.sqrt(step @ step)
+        if n_iter == 1:
+            radius = step_norm  # the first radius: the first Newton step's length
+        w_next = w + step
+        value_next, grad_next = objective.loss_gradient(w_next)
+        actual = value - value_next
+        slope = grad @ step
+        # Minimizer along the step of the quadratic through value, slope and value_next.
+        curvature = value_next - value - slope
+        alpha = _SIGMA3 if not curvature > 0 else max(_MIN_SHRINK, -0.5 * slope / curvature)
+        # A decrease below F's rounding cannot be measured: take the step unless F rises
+        # beyond its rounding (the gradient, not F, then guides the last steps).
+        noise = objective.value_resolution * abs(value)
+        if predicted <= noise:
+            accept = actual >= -noise  # below the resolution of F: take a harmless step
+            ratio = 1.0 if accept else 0.0
         else:
-            return SolverResult(
-                w, float(value), n_iter, False,
-                "the line search found no step that decreases the objective",
-            )
-        decrease = value - value_next
-        w, value, grad = w_next, value_next, grad_next
-        if decrease <= _FTOL * max(abs(value), 1.0):
-            return SolverResult(
-                w, float(value), n_iter, True, "the objective stopped decreasing (ftol)"
-            )
+            ratio = actual / predicted if np.isfinite(value_next) else -np.inf
+            accept = ratio > _ETA0
+        if ratio < _ETA0:
+            radius = min(alpha * step_norm, _SIGMA2 * radius)
+        elif ratio < _ETA1:
+            radius = max(_SIGMA1 * radius, min(alpha * step_norm, _SIGMA2 * radius))
+        elif ratio < _ETA2:
+            radius = max(_SIGMA1 * radius, min(alpha * step_norm, _SIGMA3 * radius))
+        else:
+            radius = max(radius, min(alpha * step_norm, _SIGMA3 * radius))
+        if accept:
+            w, value, grad = w_next, value_next, grad_next
 
 
 def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
-    """L-BFGS; where it has not converged after ``max_iter`` iterations, newton-cg from
-    its last iterate, for up to ``max_iter`` more iterations.
+    """L-BFGS; where it stops without converging, newton-cg from its last iterate.
 
     L-BFGS is the faster of the two on well-conditioned problems, where each of its
-    iterations costs one pass over X and few are needed. Where it is slow to
-    converge (nearly separable classes under a weak penalty: curvature that differs
-    by orders of magnitude between directions, which no rescaling of the features
-    removes), newton-cg's Hessian products take it to the optimum in a few steps.
-    ``n_iter`` counts the iterations of both. ``warm_start`` is ignored.
+    iterations costs one pass over X and few are needed. It hands over to newton-cg
+    when it stalls, or when the rate at which it reduces the optimality projects
+    more than 40 further iterations (``_too_slow``: nearly separable classes under a
+    weak penalty, curvature that differs by orders of magnitude between directions,
+    which no rescaling of the features removes); newton-cg's Hessian products take
+    it to the optimum in a few steps. Both share one budget of ``max_iter``
+    iterations, and the hand-over does not depend on ``max_iter``, so a larger
+    ``max_iter`` continues the same sequence of iterates. ``warm_start`` is ignored.
     """
-    first = lbfgs(objective, w0, tol=tol, max_iter=max_iter, verbose=verbose)
-    if not first.reached_max_iter:
+    first = lbfgs(objective, w0, tol=tol, max_iter=max_iter, verbose=verbose, hand_over=True)
+    if first.converged or first.n_iter >= max_iter:
         return first
-    second = newton_cg(objective, first.w, tol=tol, max_iter=max_iter, verbose=verbose)
+    second = newton_cg(
+        objective, first.w, tol=tol, max_iter=max_iter - first.n_iter, verbose=verbose
+    )
     return SolverResult(
         w=second.w,
         objective=second.objective,

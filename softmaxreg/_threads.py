@@ -24,6 +24,10 @@ def available_cpus():
         return max(os.cpu_count() or 1, 1)
 
 
+# |n_jobs| beyond this is a mistake (2**31 would not even fit OpenMP's int).
+MAX_N_JOBS = 2**16
+
+
 def n_threads_from_n_jobs(n_jobs):
     """Translate a scikit-learn style ``n_jobs`` into a number of OpenMP threads.
 
@@ -32,24 +36,40 @@ def n_threads_from_n_jobs(n_jobs):
     n_jobs : int or None
         None: ``omp_get_max_threads()`` (limited by ``OMP_NUM_THREADS`` and
         threadpoolctl). Negative: ``available_cpus() + 1 + n_jobs``, at least 1.
-        Positive: that many threads.
+        Positive: that many threads. Every count is capped at ``available_cpus()``:
+        more threads than CPUs only wait for each other (and too many would make the
+        OpenMP runtime abort the process).
 
     Returns
     -------
     n_threads : int
-        At least 1; always 1 when the kernels were built without OpenMP.
+        In ``[1, available_cpus()]``; always 1 when the kernels were built without
+        OpenMP.
+
+    Raises
+    ------
+    TypeError
+        If n_jobs is not an int or None.
+    ValueError
+        If n_jobs is 0 or its magnitude exceeds ``MAX_N_JOBS`` (65536).
     """
     if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral)):
         raise TypeError(f"n_jobs must be an int or None, got {n_jobs!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive int.")
+    if n_jobs is not None and abs(n_jobs) > MAX_N_JOBS:
+        raise ValueError(
+            f"n_jobs={n_jobs} is beyond any machine's number of CPUs; use None, -1 or a "
+            f"count of at most {MAX_N_JOBS}."
+        )
     if not openmp_enabled():
         return 1
+    cpus = available_cpus()
     if n_jobs is None:
-        return max(openmp_max_threads(), 1)
+        return min(max(openmp_max_threads(), 1), cpus)
     if n_jobs < 0:
-        return max(available_cpus() + 1 + int(n_jobs), 1)
-    return int(n_jobs)
+        return max(cpus + 1 + int(n_jobs), 1)
+    return min(int(n_jobs), cpus)
 
 
 @contextmanager

@@ -404,25 +404,30 @@ static inline double SMR_SUFFIX(smr_row_softmax_grad)(
  * One row of padded logits z[:kp] (padding -inf) and of a direction's logits
  * r[:kp] (padding 0): r becomes u = w J r, where J = diag(p) - p p^T is the
  * softmax Jacobian at z and p = softmax(z), that is u_c = w p_c (r_c - p.r).
- * z is overwritten with exp(z - max(z)). The sums are compensated.
+ * With top = argmax(z), r_c - p.r = (r_c - r_top) + sum_c' p_c' (r_top - r_c'):
+ * where p_top is close to 1, p.r is close to r_top, and r_top - p.r is summed from
+ * the other classes' small terms instead of cancelling. z is overwritten with
+ * exp(z - max(z)). The sums are compensated.
  */
 static inline void SMR_SUFFIX(smr_row_softmax_jvp)(SMR_T *z, SMR_T *r, Py_ssize_t kp, SMR_T w)
 {
     const SMR_T m = SMR_SUFFIX(smr_row_max)(z, kp);
+    const SMR_T r_top = r[SMR_SUFFIX(smr_index_of)(z, kp, m)];
     SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
     SMR_VEC s_total = {0}, s_comp = {0}, d_total = {0}, d_comp = {0};
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
         const SMR_VEC e = SMR_SUFFIX(smr_load)(z + c);
         SMR_KAHAN_ADD(s_total, s_comp, e);
-        SMR_KAHAN_ADD(d_total, d_comp, e * SMR_SUFFIX(smr_load)(r + c));
+        SMR_KAHAN_ADD(d_total, d_comp, e * (r_top - SMR_SUFFIX(smr_load)(r + c)));
     }
     const double s = SMR_SUFFIX(smr_kahan_lanes)(s_total, s_comp);
-    const double dot = SMR_SUFFIX(smr_kahan_lanes)(d_total, d_comp);
-    const SMR_T pr = (SMR_T)(dot / s);
+    const double top_minus_pr = SMR_SUFFIX(smr_kahan_lanes)(d_total, d_comp) / s;
+    const SMR_T centre = (SMR_T)top_minus_pr;
     const SMR_T scale = (SMR_T)(w / s);
     for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
         const SMR_VEC e = SMR_SUFFIX(smr_load)(z + c);
-        SMR_SUFFIX(smr_store)(r + c, (e * scale) * (SMR_SUFFIX(smr_load)(r + c) - pr));
+        SMR_SUFFIX(smr_store)(
+            r + c, (e * scale) * ((SMR_SUFFIX(smr_load)(r + c) - r_top) + centre));
     }
 }
 

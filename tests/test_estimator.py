@@ -49,19 +49,28 @@ def test_same_model_as_logistic_regression(loader):
     assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-5)
 
 
-@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
-def test_binary_is_logistic_regression_with_twice_c(C):
-    """With two classes the model is binary logistic regression with 2C and coef_[1] - coef_[0]."""
-    X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0, np.inf])
+@pytest.mark.parametrize("labels", [(0, 1), ("no", "yes"), (-1, 3)])
+def test_binary_is_logistic_regression(C, labels):
+    """With two classes the model is LogisticRegression's binary one, with the same C: coef_ of
+    shape (1, d), intercept_ of shape (1,), the same decision function (shape (n,)) and
+    probabilities (features of full rank, so that the optimum is unique for C=inf too)."""
+    X, y = make_classification(
+        n_samples=200, n_features=5, n_informative=5, n_redundant=0, flip_y=0.2, random_state=0
+    )
+    y = np.asarray(labels)[y]
     ours = SoftmaxRegressor(C=C, **TIGHT).fit(X, y)
-    ref = LogisticRegression(C=2 * C, **TIGHT).fit(X, y)
-    assert ours.coef_.shape == (2, 5)
-    assert_allclose(ours.coef_[0], -ours.coef_[1], rtol=1e-12, atol=1e-14)
-    assert_close_to_scale(ours.coef_[1] - ours.coef_[0], ref.coef_[0], 1e-5)
-    assert_close_to_scale(ours.intercept_[1] - ours.intercept_[0], ref.intercept_, 1e-5)
+    ref = LogisticRegression(C=C, **TIGHT).fit(X, y)
+    assert ours.coef_.shape == (1, 5) and ours.intercept_.shape == (1,)
+    assert_close_to_scale(ours.coef_, ref.coef_, 1e-6)
+    assert_close_to_scale(ours.intercept_, ref.intercept_, 1e-6)
     assert ours.decision_function(X).shape == (200,)
-    assert_close_to_scale(ours.decision_function(X), ref.decision_function(X), 1e-5)
-    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+    assert_close_to_scale(ours.decision_function(X), ref.decision_function(X), 1e-6)
+    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-7)
+    assert_allclose(ours.predict_log_proba(X), ref.predict_log_proba(X), rtol=1e-5, atol=1e-7)
+    assert_array_equal(ours.predict(X), ref.predict(X))
+    # p(classes_[1]) is the sigmoid of the decision function.
+    assert_allclose(ours.predict_proba(X)[:, 1], 1 / (1 + np.exp(-ours.decision_function(X))), rtol=1e-12)
 
 
 def test_balanced_class_weight_matches_logistic_regression(blobs):
@@ -231,8 +240,11 @@ def test_extreme_but_finite_data(scale):
 
 
 def test_huge_values_in_every_feature():
+    """X * 1e150 at C=1 is X at C=1e300: these blobs are separable, so the fit warns that the
+    coefficients grow without bound; the model is finite and predicts as the fit of X."""
     X, y = make_blobs(n_samples=200, n_features=4, centers=3, random_state=0)
-    m = SoftmaxRegressor().fit(X * 1e150, y)
+    with pytest.warns(ConvergenceWarning, match="separable"):
+        m = SoftmaxRegressor().fit(X * 1e150, y)
     assert m.score(X * 1e150, y) == SoftmaxRegressor().fit(X, y).score(X, y)
     assert np.isfinite(m.predict_proba(X * 1e150)).all()
 

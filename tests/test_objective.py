@@ -222,15 +222,16 @@ def test_standardized_curvature_is_even_at_the_start(fit_intercept):
 
 
 def test_standardized_features_of_extreme_and_zero_spread():
-    """Features of magnitude 1e200 (whose squares overflow), 1e-200 or constant give a finite,
-    positive scale and a finite map."""
+    """Features of magnitude 1e200 (whose squares overflow) or 1e-200 give a finite, positive
+    scale and a finite map; a constant feature's scale is 0 (its coefficients stay at 0)."""
     rng = np.random.default_rng(0)
     X = np.c_[rng.standard_normal(50) * 1e200, rng.standard_normal(50) * 1e-200, np.full(50, 3.0)]
     objective = LinearSoftmaxObjective(
         X, rng.integers(0, 3, 50).astype(np.intp), 3, np.empty(0), C=1.0, fit_intercept=True, n_threads=2
     )
     standardized = StandardizedObjective(objective, n_threads=2)
-    assert np.all(np.isfinite(standardized.scale)) and np.all(standardized.scale > 0)
+    assert np.all(np.isfinite(standardized.scale)) and np.all(standardized.scale[:2] > 0)
+    assert standardized.scale[2] == 0 and standardized.shift[2] == 0
     assert_allclose(standardized.scale[0] * 1e200 * (X[:, 0] / 1e200).std(), 1.0, rtol=1e-12)
     mean, std = column_moments(X, np.empty(0), 2)
     assert_allclose(mean, X.mean(axis=0), rtol=1e-12)

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from softmaxreg import SoftmaxRegressor, _estimator
+from softmaxreg import SoftmaxRegressor, _estimator, softmax
 from softmaxreg._kernels import openmp_enabled, openmp_max_threads
 from softmaxreg._threads import available_cpus, n_threads_from_n_jobs, single_threaded_blas
 
@@ -47,17 +47,48 @@ def test_n_jobs_none_honours_omp_num_threads(tmp_path):
 
 
 @needs_openmp
-@pytest.mark.parametrize("n_jobs, expected", [(-1, 0), (-2, -1), (3, None), (1, None)])
+@pytest.mark.parametrize("n_jobs, expected", [(-1, 0), (-2, -1), (3, None), (1, None), (2**16, None)])
 def test_n_jobs_values(n_jobs, expected):
-    """-1 is every CPU, -2 all but one (at least 1); a positive value is taken as it is."""
-    want = max(available_cpus() + expected, 1) if expected is not None else n_jobs
+    """-1 is every CPU, -2 all but one (at least 1); a positive value is taken as it is, up to
+    the number of CPUs."""
+    want = max(available_cpus() + expected, 1) if expected is not None else min(n_jobs, available_cpus())
     assert n_threads_from_n_jobs(n_jobs) == want
 
 
-@pytest.mark.parametrize("n_jobs, error", [(0, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)])
+@needs_openmp
+def test_n_jobs_none_is_capped_at_the_cpus(tmp_path):
+    """OMP_NUM_THREADS far above the CPUs gives no more threads than CPUs."""
+    code = "from softmaxreg._threads import n_threads_from_n_jobs; print(n_threads_from_n_jobs(None))"
+    env = dict(os.environ, OMP_NUM_THREADS="4096")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert int(out.stdout) == available_cpus()
+
+
+@pytest.mark.parametrize(
+    "n_jobs, error",
+    [(0, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError),
+     (2**31, ValueError), (-(2**31), ValueError), (2**16 + 1, ValueError), (2**63, ValueError)],
+)
 def test_bad_n_jobs(n_jobs, error):
     with pytest.raises(error, match="n_jobs"):
         n_threads_from_n_jobs(n_jobs)
+
+
+@pytest.mark.parametrize("n_jobs", [2**31, 2**40])
+def test_huge_n_jobs_is_a_clear_error_everywhere(n_jobs):
+    """fit, predict and the public functions name n_jobs instead of overflowing a C int or
+    asking the OpenMP runtime for billions of threads."""
+    X, y = np.arange(20.0).reshape(10, 2), np.arange(10) % 2
+    with pytest.raises(ValueError, match="n_jobs"):
+        SoftmaxRegressor(n_jobs=n_jobs).fit(X, y)
+    fitted = SoftmaxRegressor().fit(X, y).set_params(n_jobs=n_jobs)
+    for method in (fitted.predict, fitted.predict_proba, fitted.decision_function):
+        with pytest.raises(ValueError, match="n_jobs"):
+            method(X)
+    with pytest.raises(ValueError, match="n_jobs"):
+        softmax(X, n_jobs=n_jobs)
 
 
 def _blas_threads():
