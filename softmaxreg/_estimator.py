@@ -96,7 +96,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits,
         for example along a path of values of C (``set_params(C=c).fit(X, y)``);
-        ``"auto"`` then runs newton-cg.
+        ``"auto"`` then runs newton-cg. A previous model that fits the data worse than
+        zero coefficients (its objective is above ``log(n_classes)``, the value at
+        zero) is no help, and the fit starts from zero as without ``warm_start``.
     class_weight : dict or "balanced", default=None
         Weights of the classes, ``{class_label: weight}``; they multiply the sample
         weights. ``"balanced"`` uses ``n_samples / (n_classes * bincount(y))``, with
@@ -119,8 +121,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         Coefficients of the features in the decision function, in the dtype of X
         (float32 or float64). With two classes, one row: that of ``classes_[1]``
         against ``classes_[0]``, as in ``LogisticRegression``. With more, one row
-        per class; for ``C=np.inf``, centred over the classes (the smallest of the
-        equivalent solutions).
+        per class, centred over the classes, as the optimum's are (for ``C=np.inf``,
+        the smallest of the equivalent solutions).
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts, in the dtype of X. With more than two classes, centred to sum
         to zero (softmax is unchanged by a shift). Zero when ``fit_intercept=False``.
@@ -269,18 +271,25 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             and hasattr(self, "coef_")
             and self.coef_.shape == (objective.n_columns, X.shape[1])
         )
-        solver = self.solver if self.solver != "auto" else _auto_solver(warm)
         with single_threaded_blas():
             standardized = StandardizedObjective(objective, n_threads)
+            w0 = np.zeros(objective.n_params)
             if warm:
                 coef = self.coef_.astype(np.float64)
                 if column_exponents is not None:
                     coef = np.ldexp(coef, column_exponents)
-                w0 = standardized.to_solver(objective.pack(coef, self.intercept_))
-                if not np.isfinite(w0).all():
-                    w0 = np.zeros(objective.n_params)
-            else:
-                w0 = np.zeros(objective.n_params)
+                w_warm = standardized.centre(
+                    standardized.to_solver(objective.pack(coef, self.intercept_))
+                )
+                # A start that fits worse than zero coefficients (F = log k there) carries
+                # no information, only distance: start from zero instead.
+                warm = bool(
+                    np.isfinite(w_warm).all()
+                    and standardized.loss_gradient(w_warm)[0] <= np.log(classes.shape[0])
+                )
+                if warm:
+                    w0 = w_warm
+            solver = self.solver if self.solver != "auto" else _auto_solver(warm)
             result = _SOLVERS[solver](
                 standardized,
                 w0,
@@ -297,11 +306,11 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         if column_exponents is not None:
             coef = np.ldexp(coef, -column_exponents)
         if objective.n_columns > 1:
-            # softmax is unchanged by a shift common to every class: report the smallest
-            # representative (for C < inf, the optimum's coefficients are centred already).
+            # softmax is unchanged by a shift common to every class: the optimum's
+            # coefficients are centred (for C = inf, the smallest optimum), the solvers move
+            # among centred ones, and this removes the rounding of the map back.
             intercept -= intercept.mean()
-            if not np.isfinite(C):
-                coef -= coef.mean(axis=0)
+            coef -= coef.mean(axis=0)
         self.classes_ = classes
         self.coef_ = coef.astype(X.dtype)
         self.intercept_ = intercept.astype(X.dtype)

@@ -188,13 +188,40 @@ class StandardizedObjective:
             relative_gradient(value, self.model_gradient(grad_theta)),
         )
 
+    def centre(self, v):
+        """``v`` without its components along the directions that leave every softmax
+        unchanged: a shift common to all classes of the intercepts, or of one feature's
+        coefficients (several classes only).
+
+        The loss is constant along them, so the optimum is centred (the penalty's
+        gradient along them is the coefficients' class sum), and the Hessian is only the
+        penalty's ``1 / (C S)`` there: 0 for C = inf, tiny for a large C, and rounding
+        that leaks into them would give conjugate gradients a step of ~infinite length
+        along a direction that changes nothing. Solvers therefore move in the centred
+        subspace. In theta such a shift is one common to a row of theta, and these rows
+        are orthogonal, so this is the orthogonal projection: each row minus its mean.
+        """
+        k, n_coef = self._k, self._n_coef
+        if k == 1:
+            return v
+        v = v.copy()
+        if self._fit_intercept:
+            v[n_coef:] -= v[n_coef:].mean()
+        rows = v[:n_coef].reshape(-1, k)
+        rows -= rows.mean(axis=1, keepdims=True)
+        return v
+
     def loss_gradient(self, theta):
         """Objective value and its gradient with respect to theta."""
         value, grad = self.objective.loss_gradient(self.to_model(theta))
-        return value, self._pullback(grad)
+        return value, self.centre(self._pullback(grad))
 
     def hessian_product(self, theta, direction):
-        """``T^T H T direction``, the Hessian in theta applied to a direction."""
-        return self._pullback(
-            self.objective.hessian_product(self.to_model(theta), self.to_model(direction))
+        """``T^T H T direction``, the Hessian in theta applied to a direction (both
+        without their components along shifts common to all classes)."""
+        direction = self.centre(direction)
+        return self.centre(
+            self._pullback(
+                self.objective.hessian_product(self.to_model(theta), self.to_model(direction))
+            )
         )

@@ -268,6 +268,9 @@ _MAX_CG_ITER = 200
 # ETA1, may grow above ETA2, by factors SIGMA1..SIGMA3.
 _ETA0, _ETA1, _ETA2 = 1e-4, 0.25, 0.75
 _SIGMA1, _SIGMA2, _SIGMA3 = 0.25, 0.5, 4.0
+# The first radius, relative to max(1, ||w||): in the standardized coordinates a step of
+# this length changes logits by far more than any optimum needs.
+_FIRST_RADIUS = 1e6
 # Smallest factor by which a rejected step shrinks the radius (quadratic interpolation
 # along a wild step can ask for less; this keeps the radius from collapsing on noise).
 _MIN_SHRINK = 1e-6
@@ -316,7 +319,9 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     value, grad = objective.loss_gradient(w)
     n_iter = 0
     n_products = 0
-    radius = np.inf
+    # Only a bound on the first step, far beyond any useful one, that keeps its squared
+    # length in range; the first step's length then becomes the radius.
+    radius = _FIRST_RADIUS * max(1.0, np.sqrt(w @ w))
     first_norm = None
     while True:
         optimality = objective.optimality(value, grad)
@@ -341,10 +346,11 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
             first_norm = grad_norm
         relative = grad_norm / first_norm if warm_start else 0.0
         forcing = min(0.5, np.sqrt(max(grad_norm, relative)))
-        step, predicted, products = _steihaug_cg(
-            lambda v: objective.hessian_product(w, v),
-            grad, radius, forcing * grad_norm, _MAX_CG_ITER,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):
+            step, predicted, products = _steihaug_cg(
+                lambda v: objective.hessian_product(w, v),
+                grad, radius, forcing * grad_norm, _MAX_CG_ITER,
+            )
         n_products += products
         step_norm = np.sqrt(step @ step)
         if n_iter == 1:

@@ -19,6 +19,13 @@ def _row_wise(kernel, logits, n_jobs):
     return out.reshape(z.shape)
 
 
+def _out_of_range(what, dtype, remedy):
+    return ValueError(
+        f"{what} beyond the range of {np.dtype(dtype).name} "
+        f"(largest magnitude {np.finfo(dtype).max:.3g}); {remedy}"
+    )
+
+
 def softmax(logits, *, n_jobs=None):
     """Row-wise softmax, computed stably.
 
@@ -69,7 +76,14 @@ def log_softmax(logits, *, n_jobs=None):
     Returns
     -------
     log_proba : ndarray of the same shape as ``logits``
-        Non-positive; ``-inf`` only where the true value is below the dtype's range.
+        Non-positive and finite.
+
+    Raises
+    ------
+    ValueError
+        If ``logits`` hold NaN or infinity, or if a row's logits differ by more than
+        the dtype's range, so that a log-probability lies below it (float32 logits
+        of +-2e38 in one row, say).
 
     Examples
     --------
@@ -78,7 +92,14 @@ def log_softmax(logits, *, n_jobs=None):
     >>> log_softmax(np.array([[0.0, -1000.0]]))
     array([[    0., -1000.]])
     """
-    return _row_wise(_kernels.log_softmax_rows, logits, n_jobs)
+    out = _row_wise(_kernels.log_softmax_rows, logits, n_jobs)
+    if not np.isfinite(out).all():
+        raise _out_of_range(
+            "logits differ so much within a row that log-probabilities lie",
+            out.dtype,
+            "softmax still gives the probabilities.",
+        )
+    return out
 
 
 def softmax_cross_entropy(logits, targets, sample_weight=None, *, n_jobs=None):
@@ -105,9 +126,17 @@ def softmax_cross_entropy(logits, targets, sample_weight=None, *, n_jobs=None):
     Returns
     -------
     loss : float
-        ``sum_i sample_weight_i * E_i``.
+        ``sum_i sample_weight_i * E_i``, accumulated in float64.
     grad : ndarray of shape (n_samples, n_classes)
         ``d loss / d logits``, in the dtype of ``logits``.
+
+    Raises
+    ------
+    ValueError
+        If an input holds NaN or infinity, negative targets or weights, labels out of
+        range or shapes that do not match; or if the loss or the gradient lies beyond
+        the range of its dtype (float64 for the loss): weights and targets so large
+        that their products overflow.
 
     Examples
     --------
@@ -148,7 +177,14 @@ def softmax_cross_entropy(logits, targets, sample_weight=None, *, n_jobs=None):
             f"got an array of shape {t.shape}."
         )
     # numpy's pairwise sum: the same result for every thread count.
-    return float(loss.sum()), grad
+    with np.errstate(over="ignore"):
+        total = float(loss.sum())
+    if not (np.isfinite(total) and np.isfinite(grad).all()):
+        dtype = np.float64 if not np.isfinite(total) else grad.dtype
+        raise _out_of_range(
+            "the loss or its gradient lies", dtype, "scale sample_weight or targets down."
+        )
+    return total, grad
 
 
 def _check_labels(labels, n_samples, n_classes):

@@ -182,17 +182,18 @@ def test_standardized_map_is_invertible_and_keeps_the_objective(fit_intercept):
 
 @pytest.mark.parametrize("fit_intercept", [False, True])
 def test_standardized_derivatives_match_finite_differences(fit_intercept):
-    """In theta, the gradient is the finite difference of the value and the Hessian product that
+    """In theta, at a point and along a direction centred over the classes (where the solvers
+    move), the gradient is the finite difference of the value and the Hessian product that
     of the gradient; model_gradient maps it back to the model's coordinates; the optimality
     is the larger of the two gradients' largest entries, over the value."""
     objective = make_objective(fit_intercept, C=1e3)
     standardized = StandardizedObjective(objective, n_threads=2)
-    theta = standardized.to_solver(random_point(objective))
+    theta = standardized.centre(standardized.to_solver(random_point(objective)))
     _, grad = standardized.loss_gradient(theta)
     h = 1e-4
     numeric = [five_point(lambda t: standardized.loss_gradient(t)[0], theta, h * e) / h for e in np.eye(theta.size)]
     assert_allclose(grad, numeric, rtol=1e-6, atol=1e-10)
-    v = np.random.default_rng(3).standard_normal(theta.size)
+    v = standardized.centre(np.random.default_rng(3).standard_normal(theta.size))
     numeric = five_point(lambda t: standardized.loss_gradient(theta + t * v)[1], 0.0, h) / h
     assert_allclose(standardized.hessian_product(theta, v), numeric, rtol=1e-6, atol=1e-10)
     _, model_grad = objective.loss_gradient(standardized.to_model(theta))
@@ -200,6 +201,21 @@ def test_standardized_derivatives_match_finite_differences(fit_intercept):
     value = standardized.loss_gradient(theta)[0]
     expected = max(np.max(np.abs(grad)), np.max(np.abs(model_grad))) / value
     assert_allclose(standardized.optimality(value, grad), expected, rtol=1e-10)
+
+
+def test_centring_removes_only_shifts_common_to_all_classes():
+    """centre is the orthogonal projection that removes, from each row of theta (a feature's
+    coefficients, the intercepts), its mean over the classes: idempotent, and the value of the
+    objective is the same at a point and at its centred image where the penalty is 0."""
+    objective = make_objective(True, C=np.inf)
+    standardized = StandardizedObjective(objective, n_threads=2)
+    theta = standardized.to_solver(random_point(objective))
+    centred = standardized.centre(theta)
+    assert_allclose(centred.reshape(-1, objective.n_columns).sum(axis=1), 0.0, atol=1e-12)
+    assert_allclose(standardized.centre(centred), centred, rtol=0, atol=1e-15)
+    assert_allclose(
+        standardized.loss_gradient(centred)[0], standardized.loss_gradient(theta)[0], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("fit_intercept", [False, True])
