@@ -62,7 +62,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         given and as if standardized: the same where the optimal loss is of order
         1; where it is small (nearly separable classes, large C) the gradient
         shrinks with F, and an absolute threshold stops far from the optimum.
-        A solver that stops before meeting it for any reason says so with a
+        Features larger than 1e4 (root mean square) are measured in the first test as
+        if scaled down to 1e4, where float64 can still meet it. A solver that stops
+        before meeting the test for any reason says so with a
         :class:`~sklearn.exceptions.ConvergenceWarning`.
     max_iter : int, default=100
         Maximum number of solver iterations, for every solver: with ``"auto"``,
@@ -223,9 +225,12 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             values, if y has a single class, if the lengths differ, or if a
             parameter is out of range.
         """
-        X, y = validate_data(
-            self, X, y, dtype=[np.float64, np.float32], order="C", y_numeric=False
-        )
+        # scikit-learn's finiteness check sums X first: values near the dtype's end
+        # overflow that sum (harmlessly: it then checks element by element).
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = validate_data(
+                self, X, y, dtype=[np.float64, np.float32], order="C", y_numeric=False
+            )
         check_classification_targets(y)
         # Not np.unique(..., return_inverse=True): its temporaries are 5 arrays of n.
         classes = np.unique(y)
@@ -326,7 +331,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         row and the coefficients scaled down (``_rescaling.scaled_logits``).
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # as in fit
+            X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
         dtype = X.dtype
         coef_t = np.ascontiguousarray(self.coef_.T, dtype=dtype)
         intercept = np.ascontiguousarray(self.intercept_, dtype=dtype)
@@ -441,7 +447,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         kernel(out, out, n_threads_from_n_jobs(self.n_jobs))
         if scaled is not None:
             rows, exponent = scaled
-            out[rows] = softmax_of_scaled(logits[rows].astype(np.float64), exponent, log)
+            with np.errstate(over="ignore"):  # a log-probability below float32's range: -inf
+                out[rows] = softmax_of_scaled(logits[rows].astype(np.float64), exponent, log)
             if log and not np.isfinite(out).all():
                 raise self._too_large(
                     "the log-probabilities", int((~np.isfinite(out).all(axis=1)).sum())

@@ -87,8 +87,12 @@ class LinearSoftmaxObjective:
         self.value_resolution = 64 * float(np.finfo(X.dtype).eps)
         weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
         self._loss_scale = 1.0 / weight_sum
-        #: The penalty's curvature, 1 / (C S); 0 for C = inf.
-        self.l2 = 1.0 / (C * weight_sum)
+        #: The penalty's curvature, 1 / (C S); 0 for C = inf. inf where C S is below the
+        #: float64 range: the optimal coefficients are then below it too, and 0, at which
+        #: ``StandardizedObjective`` holds them (the penalty is then taken as 0).
+        with np.errstate(divide="ignore", over="ignore"):
+            self.l2 = float(np.divide(1.0, C * weight_sum))
+        self._penalized = 0 < self.l2 < np.inf
         self.n_coef = n_features * self.n_columns
         self.n_params = self.n_coef + (self.n_columns if fit_intercept else 0)
         # Buffers reused by every evaluation, in the dtype of X: O(d k), never O(n).
@@ -132,7 +136,7 @@ class LinearSoftmaxObjective:
         grad = np.empty(self.n_params)
         grad_coef = grad[: self.n_coef].reshape(-1, self.n_columns)
         np.multiply(self._out_coef_t[:, self._columns], self._loss_scale, out=grad_coef)
-        if self.l2:
+        if self._penalized:
             grad[: self.n_coef] += self.l2 * w[: self.n_coef]
         if self.fit_intercept:
             np.multiply(self._out_intercept[self._columns], self._loss_scale, out=grad[self.n_coef :])
@@ -149,7 +153,9 @@ class LinearSoftmaxObjective:
             self._set(w, self._coef_t, self._intercept)
             w_coef = w[: self.n_coef]
             # einsum, not a BLAS dot: no BLAS thread may wake up beside the kernel.
-            penalty = 0.5 * self.l2 * float(np.einsum("i,i", w_coef, w_coef)) if self.l2 else 0.0
+            penalty = (
+                0.5 * self.l2 * float(np.einsum("i,i", w_coef, w_coef)) if self._penalized else 0.0
+            )
         loss = self._kernels.linear_loss_gradient(
             self.X,
             self.labels,

@@ -80,6 +80,10 @@ def column_moments(X, sample_weight, n_threads):
     return mean, std
 
 
+# Features larger than this (root mean square) enter the stopping test in the model's
+# coordinates as if scaled down to it (see StandardizedObjective.optimality).
+MODEL_TEST_SCALE = 1e4
+
 # Below this, squares of deviations lose bits to underflow (float64's normal range ends
 # at 2**-1022).
 _SMALLEST_ACCURATE_SQUARE = 2.0**-900
@@ -108,8 +112,9 @@ class StandardizedObjective:
             # No intercept to absorb a shift: scale by the root mean square instead.
             std = np.hypot(std, mean)
             mean = np.zeros_like(mean)
-        #: Features whose coefficients move: the others do not vary and stay at 0.
-        self.varying = std > 0
+        #: Features whose coefficients move: the others do not vary and stay at 0, as do
+        #: all of them under an infinite penalty (C S below the float64 range).
+        self.varying = (std > 0) & np.isfinite(objective.l2)
         scale = np.zeros_like(std)
         # hypot: sigma**2 may overflow where sigma does not.
         scale[self.varying] = 1.0 / np.hypot(
@@ -119,6 +124,10 @@ class StandardizedObjective:
         self.scale = scale
         self.shift = mean * scale
         self._mean = mean
+        # Per coefficient: how much of its model-space gradient the stopping test sees.
+        size = np.hypot(mean, std) if self._fit_intercept else std
+        weight = np.minimum(1.0, MODEL_TEST_SCALE / np.maximum(size, MODEL_TEST_SCALE))
+        self._model_test_weight = np.repeat(weight, self._k)
 
     def to_model(self, theta):
         """Model parameters ``w = T theta`` (a linear map)."""
@@ -182,10 +191,18 @@ class StandardizedObjective:
         of a feature of scale 1e-3 is 1e-6 times that of a feature of scale 1e3 (at
         W = 0) and hides how far its coefficients are from optimal; in standardized
         coordinates, the other way round.
+
+        A feature's gradient entry in the model's coordinates is its scale times its
+        standardized one, so for a feature of scale 1e300 no float64 arithmetic could
+        meet the first test. Features larger than ``MODEL_TEST_SCALE`` (1e4, root mean
+        square) are therefore measured as if scaled down to it: the first test is
+        ``LogisticRegression``'s wherever it can be met.
         """
+        model_grad = self.model_gradient(grad_theta)
+        model_grad[: self._n_coef] *= self._model_test_weight
         return max(
             relative_gradient(value, grad_theta),
-            relative_gradient(value, self.model_gradient(grad_theta)),
+            relative_gradient(value, model_grad),
         )
 
     def centre(self, v):

@@ -112,7 +112,7 @@ def softmax_of_scaled(z, exponent, log):
     representable, and stay ``-inf`` for the caller to report.
     """
     with np.errstate(over="ignore"):
-        shifted = (z - z.max(axis=1, keepdims=True)) * np.ldexp(1.0, exponent)[:, None]
+        shifted = np.ldexp(z - z.max(axis=1, keepdims=True), exponent[:, None])
     top = np.argmax(shifted, axis=1)
     e = np.exp(shifted)
     e[np.arange(len(z)), top] = 0.0
