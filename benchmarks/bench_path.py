@@ -33,6 +33,8 @@ from timing import markdown_table, ratio  # noqa: E402
 from softmaxreg import SoftmaxRegressor  # noqa: E402
 
 CS = np.logspace(-4, 4, 10)
+# The tolerances at which solver='auto' is also timed warm against cold (issue 8).
+TOLS = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 DEFAULT_PROBLEMS = ("digits-raw", "scaled", "digits")
 METHODS = {  # name -> (make(C, warm_start), BLAS limited to 1 thread around the fits)
     "softmaxreg auto": (lambda C, warm: SoftmaxRegressor(C=C, warm_start=warm, n_jobs=2), False),
@@ -87,6 +89,48 @@ def run_problem(name, quick, repeats, log):
     return measured
 
 
+def run_tol_sweep(name, quick, repeats, log):
+    """solver='auto' warm against cold at each of TOLS: ``{tol: {warm: measurement}}``."""
+    X, y = make_problem(name, np.float64, quick)
+    sweep = {}
+    for tol in TOLS:
+        def make(C, warm, tol=tol):
+            return SoftmaxRegressor(C=C, warm_start=warm, n_jobs=2, tol=tol)
+
+        sweep[tol] = {}
+        for warm in (False, True):
+            fit_path(make, warm, X, y, False)  # warm-up
+            runs = [fit_path(make, warm, X, y, False) for _ in range(repeats)]
+            _, models, n_iter, warned = runs[0]
+            values = [objective(X, y, coef, intercept, C) for (coef, intercept), C in zip(models, CS)]
+            sweep[tol][warm] = dict(seconds=statistics.median(r[0] for r in runs), values=values,
+                                    n_iter=n_iter, warned=warned)
+        cold, warm = sweep[tol][False], sweep[tol][True]
+        log(f"  path {name} auto tol={tol:g}: cold {cold['seconds']:.3f} s, warm "
+            f"{warm['seconds']:.3f} s")
+    return sweep
+
+
+def worse_by(warm, cold):
+    """The largest relative amount by which a warm fit's F exceeds the cold fit's, over C."""
+    return float(np.max((np.array(warm["values"]) - cold["values"]) / np.abs(cold["values"])))
+
+
+def sweep_table(name, quick, sweep):
+    rows = []
+    for tol, fits in sweep.items():
+        cold, warm = fits[False], fits[True]
+        rows.append([
+            f"{tol:g}", f"{cold['seconds'] * 1e3:.0f} ms", f"{warm['seconds'] * 1e3:.0f} ms",
+            ratio(warm["seconds"], cold["seconds"]), f"{cold['n_iter']} / {warm['n_iter']}",
+            f"{worse_by(warm, cold):.1e}", f"{cold['warned']} / {warm['warned']}",
+        ])
+    header = ["tol", "cold path", "warm path", "warm / cold", "iterations cold / warm",
+              "warm F above cold F, at most (relative)", "ConvergenceWarnings cold / warm"]
+    return (f"#### solver='auto' along tol: {PROBLEMS[name].describe(quick)}\n\n"
+            + markdown_table(header, rows) + "\n")
+
+
 def table(name, quick, measured):
     rows = []
     for method in METHODS:
@@ -113,16 +157,20 @@ def run(problems, quick, log=print):
     for name in problems:
         log(f"path {name}")
         measured = run_problem(name, quick, repeats, log)
-        sections.append(table(name, quick, measured))
+        sweep = run_tol_sweep(name, quick, repeats, log)
+        sections.append(table(name, quick, measured) + "\n" + sweep_table(name, quick, sweep))
         numbers[name] = {method: {warm: {k: v for k, v in measured[(method, warm)].items()}
                                   for warm in (False, True)} for method in METHODS}
+        numbers[name]["auto along tol"] = sweep
     note = (
         f"C = {', '.join(f'{c:.3g}' for c in CS)}; every estimator with its default `tol` and "
         "`max_iter`; softmaxreg with `n_jobs=2`, LogisticRegression with BLAS at 1 thread. "
         f"Times: the whole path, median of {repeats} runs after a warm-up. 'largest gap': "
         "over the 10 values of C, (F - F_best(C)) / |F_best(C)|, F_best(C) the least F of "
         "any fit at that C. 'warm-cold difference': the largest relative difference between "
-        "the warm and the cold fit's F at the same C."
+        "the warm and the cold fit's F at the same C. The tables along tol time "
+        "solver='auto' (n_jobs=2) warm against cold at each tol; 'warm F above cold F': "
+        "the largest (F_warm - F_cold) / |F_cold| over C (negative: warm always lower)."
     )
     text = "## (c) Regularization paths: warm against cold starts\n\n" + "\n".join(sections)
     return text + "\n" + note + "\n", numbers

@@ -49,6 +49,22 @@ def test_same_model_as_logistic_regression(loader):
     assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-5)
 
 
+def test_unpenalized_multinomial_is_logistic_regression():
+    """C=np.inf fits the unpenalized model as LogisticRegression(C=np.inf) does: the same
+    probabilities, and the same coefficients once centred over the classes (softmax is
+    unchanged by a shift common to all classes; ours are centred)."""
+    X, y = make_classification(
+        n_samples=300, n_features=4, n_informative=4, n_redundant=0, n_classes=3, flip_y=0.3,
+        random_state=0,
+    )
+    ours = SoftmaxRegressor(C=np.inf, **TIGHT).fit(X, y)
+    ref = LogisticRegression(C=np.inf, **TIGHT).fit(X, y)
+    assert_allclose(ours.coef_.sum(axis=0), 0.0, atol=1e-12)
+    assert_close_to_scale(ours.coef_, ref.coef_ - ref.coef_.mean(axis=0), 1e-6)
+    assert_close_to_scale(ours.intercept_, ref.intercept_ - ref.intercept_.mean(), 1e-6)
+    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-7)
+
+
 @pytest.mark.parametrize("C", [0.01, 1.0, 100.0, np.inf])
 @pytest.mark.parametrize("labels", [(0, 1), ("no", "yes"), (-1, 3)])
 def test_binary_is_logistic_regression(C, labels):

@@ -204,3 +204,19 @@ def test_no_convergence_warning_on_raw_digits_with_defaults():
         warnings.simplefilter("error", ConvergenceWarning)
         m = SoftmaxRegressor().fit(X, y)
     assert m.n_iter_[0] <= 100
+
+
+def test_newton_cg_from_a_saturated_start_converges():
+    """The issue's path at the solver level (no fallback to a cold start): from raw digits'
+    optimum at C=1e4, newton-cg on the C=1e-4 problem converges to tol, where the Newton
+    steps of a saturated softmax are unbounded (CG directions of norm ~1e19) and a line
+    search along them found no step."""
+    objective = standardized_digits(C=1e4)
+    start = newton_cg(objective, np.zeros(objective.n_params), tol=1e-6, max_iter=200)
+    assert start.converged
+    target = standardized_digits(C=1e-4)
+    w0 = target.to_solver(objective.to_model(start.w))
+    result = newton_cg(target, w0, tol=1e-8, max_iter=200, warm_start=True)
+    assert result.converged, result.message
+    cold = newton_cg(target, np.zeros(target.n_params), tol=1e-10, max_iter=200)
+    assert result.objective <= cold.objective * (1 + 1e-8)
