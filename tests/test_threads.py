@@ -36,14 +36,20 @@ def test_n_jobs_none_honours_threadpoolctl():
         assert n_threads_from_n_jobs(None) == 1
 
 
+def threads_of_n_jobs_none(omp_num_threads, cwd):
+    """n_threads_from_n_jobs(None) in a new process with OMP_NUM_THREADS set (OpenMP reads it
+    once, at start-up)."""
+    code = "from softmaxreg._threads import n_threads_from_n_jobs; print(n_threads_from_n_jobs(None))"
+    env = dict(os.environ, OMP_NUM_THREADS=omp_num_threads)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=cwd
+    )
+    return int(out.stdout)
+
+
 @needs_openmp
 def test_n_jobs_none_honours_omp_num_threads(tmp_path):
-    code = "from softmaxreg._threads import n_threads_from_n_jobs; print(n_threads_from_n_jobs(None))"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    assert out.stdout.strip() == "1"
+    assert threads_of_n_jobs_none("1", tmp_path) == 1
 
 
 @needs_openmp
@@ -58,12 +64,7 @@ def test_n_jobs_values(n_jobs, expected):
 @needs_openmp
 def test_n_jobs_none_is_capped_at_the_cpus(tmp_path):
     """OMP_NUM_THREADS far above the CPUs gives no more threads than CPUs."""
-    code = "from softmaxreg._threads import n_threads_from_n_jobs; print(n_threads_from_n_jobs(None))"
-    env = dict(os.environ, OMP_NUM_THREADS="4096")
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    assert int(out.stdout) == available_cpus()
+    assert threads_of_n_jobs_none("4096", tmp_path) == available_cpus()
 
 
 @pytest.mark.parametrize(
