@@ -12,8 +12,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dispatch import kernels as _kernels, linear_kernels
 from ._objective import LinearSoftmaxObjective
-from ._preconditioning import StandardizedObjective
-from ._rescaling import normalize_weights, scale_huge_columns, scaled_logits, softmax_of_scaled
+from ._preconditioning import StandardizedObjective, column_moments
+from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
 from ._threads import n_threads_from_n_jobs, single_threaded_blas
 from ._validation import check_sample_weight
@@ -260,16 +260,22 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 "The weights leave samples of a single class (every other class has "
                 "weight 0): SoftmaxRegressor needs at least 2 classes of positive weight."
             )
-        X_fit, column_exponents = scale_huge_columns(X)
+        # The weights are at most 1 here: X's dtype holds them.
+        sw = sw.astype(X.dtype)
+        with single_threaded_blas():
+            mean, std, magnitude = column_moments(X, sw, n_threads)
+        X_fit, column_exponents = scale_extreme_columns(X, magnitude)
+        if column_exponents is not None:  # the moments of the scaled copy, exactly
+            mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
         objective = LinearSoftmaxObjective(
             X_fit,
             labels,
             classes.shape[0],
-            # The weights are at most 1 here: X's dtype holds them.
-            sw.astype(X.dtype),
+            sw,
             C=C,
             fit_intercept=self.fit_intercept,
             n_threads=n_threads,
+            feature_exponents=column_exponents,
         )
         warm = (
             self.warm_start
@@ -277,7 +283,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             and self.coef_.shape == (objective.n_columns, X.shape[1])
         )
         with single_threaded_blas():
-            standardized = StandardizedObjective(objective, n_threads)
+            standardized = StandardizedObjective(objective, n_threads, (mean, std, None))
             w0 = np.zeros(objective.n_params)
             if warm:
                 coef = self.coef_.astype(np.float64)
@@ -308,17 +314,28 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 solver, result, self.max_iter, self.tol, X.dtype, classes.shape[0]
             )
         coef, intercept = objective.unpack(standardized.to_model(result.w))
-        if column_exponents is not None:
-            coef = np.ldexp(coef, -column_exponents)
         if objective.n_columns > 1:
             # softmax is unchanged by a shift common to every class: the optimum's
             # coefficients are centred (for C = inf, the smallest optimum), the solvers move
             # among centred ones, and this removes the rounding of the map back.
             intercept -= intercept.mean()
             coef -= coef.mean(axis=0)
+        with np.errstate(over="ignore"):
+            if column_exponents is not None:
+                coef = np.ldexp(coef, -column_exponents)
+            coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            columns = ~np.isfinite(coef).all(axis=0)
+            raise ValueError(
+                f"The model's coefficients of {np.count_nonzero(columns)} features of X lie "
+                f"beyond the range of {X.dtype.name} (those features' largest magnitude: "
+                f"{magnitude[columns].min() if columns.any() else np.nan:.3g}): use a "
+                f"smaller C{', float64 X' if X.dtype == np.float32 else ''}, or those "
+                "features scaled up."
+            )
         self.classes_ = classes
-        self.coef_ = coef.astype(X.dtype)
-        self.intercept_ = intercept.astype(X.dtype)
+        self.coef_ = coef
+        self.intercept_ = intercept
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
 

@@ -64,5 +64,6 @@ def column_moments(
     mean_out: _DoubleArray,
     variance_out: _DoubleArray,
     deviation_out: _DoubleArray,
+    magnitude_out: _DoubleArray,
     n_threads: int,
 ) -> None: ...

@@ -539,17 +539,19 @@ def column_moments(
     double[::1] mean_out,
     double[::1] variance_out,
     double[::1] deviation_out,
+    double[::1] magnitude_out,
     int n_threads,
 ):
-    """Weighted mean and (biased) variance of each column of X, in float64, and how far
-    the column strays from its first value.
+    """Weighted mean and (biased) variance of each column of X, in float64, how far the
+    column strays from its first value, and its largest magnitude.
 
     ``mean_j = sum_i w_i x_ij / sum_i w_i`` and ``variance_j = sum_i w_i (x_ij -
     mean_j)**2 / sum_i w_i``, computed in one pass from sums of ``x_ij - x_fj``, with
     f the first row of positive weight (a data point as the shift keeps the
     cancellation small). ``deviation_j = max |x_ij - x_fj|`` over the rows of
     positive weight: 0 exactly where the column is constant on them, which a
-    variance, whose squares may underflow, cannot tell. An empty ``sample_weight``
+    variance, whose squares may underflow, cannot tell. ``magnitude_j = max |x_ij|``
+    over the same rows. An empty ``sample_weight``
     means unit weights; the weights must have a positive sum. Columns whose squares
     overflow get an infinite variance. Per-thread sums are added in thread order.
     """
@@ -557,12 +559,12 @@ def column_moments(
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef int n_slots = max(n_threads, 1)
     # Per-thread slot: the weight sum (padded to a cache line), sums of shifted x, of their
-    # squares, and the largest |shifted x|.
+    # squares, the largest |shifted x| and the largest |x|.
     cdef Py_ssize_t head = CACHE_LINE // sizeof(double)
-    cdef Py_ssize_t stride = _slot_stride(head + 3 * d, sizeof(double))
+    cdef Py_ssize_t stride = _slot_stride(head + 4 * d, sizeof(double))
     cdef double *slots = NULL
     cdef double *my_sums
-    cdef double w, v, weight_sum, mean_shift, deviation
+    cdef double w, v, weight_sum, mean_shift, deviation, magnitude
     cdef Py_ssize_t i, j, t, first = 0
     cdef int tid
 
@@ -586,6 +588,8 @@ def column_moments(
                     my_sums[head + d + j] += w * v * v
                     if fabs(v) > my_sums[head + 2 * d + j]:
                         my_sums[head + 2 * d + j] = fabs(v)
+                    if fabs(<double> X[i, j]) > my_sums[head + 3 * d + j]:
+                        my_sums[head + 3 * d + j] = fabs(<double> X[i, j])
         weight_sum = 0.0
         for t in range(n_slots):
             weight_sum += slots[t * stride]
@@ -593,14 +597,17 @@ def column_moments(
             mean_shift = 0.0
             v = 0.0
             deviation = 0.0
+            magnitude = 0.0
             for t in range(n_slots):
                 mean_shift += slots[t * stride + head + j]
                 v += slots[t * stride + head + d + j]
                 deviation = max(deviation, slots[t * stride + head + 2 * d + j])
+                magnitude = max(magnitude, slots[t * stride + head + 3 * d + j])
             mean_shift /= weight_sum
             mean_out[j] = <double> X[first, j] + mean_shift
             variance_out[j] = max(v / weight_sum - mean_shift * mean_shift, 0.0)
             deviation_out[j] = deviation
+            magnitude_out[j] = magnitude
     finally:
         free(slots)
 

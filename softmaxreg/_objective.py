@@ -66,9 +66,16 @@ class LinearSoftmaxObjective:
         Whether ``b`` is part of ``w`` (otherwise it is zero).
     n_threads : int
         OpenMP threads for the kernels.
+    feature_exponents : ndarray of shape (n_features,) of int, default=None
+        Where X is a copy whose column j was scaled by ``2**-e_j`` (``_rescaling``), the
+        exponents: the coefficient of the original column is ``W_j 2**-e_j`` and its
+        penalty ``(W_j 2**-e_j)**2 / (2 C S)``, which this objective then applies.
     """
 
-    def __init__(self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads):
+    def __init__(
+        self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads,
+        feature_exponents=None,
+    ):
         self.X = X
         self.labels = labels
         self.sample_weight = sample_weight
@@ -87,12 +94,22 @@ class LinearSoftmaxObjective:
         self.value_resolution = 64 * float(np.finfo(X.dtype).eps)
         weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
         self._loss_scale = 1.0 / weight_sum
-        #: The penalty's curvature, 1 / (C S); 0 for C = inf. inf where C S is below the
-        #: float64 range: the optimal coefficients are then below it too, and 0, at which
-        #: ``StandardizedObjective`` holds them (the penalty is then taken as 0).
-        with np.errstate(divide="ignore", over="ignore"):
-            self.l2 = float(np.divide(1.0, C * weight_sum))
-        self._penalized = 0 < self.l2 < np.inf
+        #: sqrt(l2), with l2 = 1 / (C S) the penalty's curvature; 0 for C = inf. Finite
+        #: and positive for every C > 0, where l2 itself may leave the float64 range
+        #: (C = 1e307 over tiny features, whose coefficients are ~1e300): the penalty is
+        #: computed as ||penalty_root * W||^2 / 2, always in range.
+        self.penalty_root = 1.0 / (np.sqrt(C) * np.sqrt(weight_sum))
+        if feature_exponents is not None:
+            #: One per feature where X was rescaled: sqrt(l2) 2**-e_j, at most 2**500: a
+            #: coefficient under a penalty that strong is below 2**-1000 times its gradient,
+            #: which the cap keeps (an infinite root would make 0 * inf).
+            with np.errstate(over="ignore"):
+                root = np.ldexp(self.penalty_root, -np.asarray(feature_exponents))
+            self.penalty_root = np.minimum(root, 2.0**500)
+        # The same, per entry of the flat coefficients (W in C order: feature-major).
+        self._coef_penalty_root = np.repeat(
+            np.broadcast_to(self.penalty_root, (n_features,)), self.n_columns
+        ) if feature_exponents is not None else self.penalty_root
         self.n_coef = n_features * self.n_columns
         self.n_params = self.n_coef + (self.n_columns if fit_intercept else 0)
         # Buffers reused by every evaluation, in the dtype of X: O(d k), never O(n).
@@ -132,12 +149,13 @@ class LinearSoftmaxObjective:
 
     def _model_gradient(self, w):
         """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
-        penalty's gradient ``l2 * W`` at ``w``, as a flat float64 vector."""
+        penalty's gradient ``W / (C S)`` at ``w``, as a flat float64 vector."""
         grad = np.empty(self.n_params)
         grad_coef = grad[: self.n_coef].reshape(-1, self.n_columns)
         np.multiply(self._out_coef_t[:, self._columns], self._loss_scale, out=grad_coef)
-        if self._penalized:
-            grad[: self.n_coef] += self.l2 * w[: self.n_coef]
+        if np.any(self.penalty_root):
+            root = self._coef_penalty_root
+            grad[: self.n_coef] += root * (root * w[: self.n_coef])
         if self.fit_intercept:
             np.multiply(self._out_intercept[self._columns], self._loss_scale, out=grad[self.n_coef :])
         return grad
@@ -151,11 +169,11 @@ class LinearSoftmaxObjective:
         # Overflow (a wild line-search step) is answered with +inf below, not a warning.
         with np.errstate(over="ignore", invalid="ignore"):
             self._set(w, self._coef_t, self._intercept)
-            w_coef = w[: self.n_coef]
             # einsum, not a BLAS dot: no BLAS thread may wake up beside the kernel.
-            penalty = (
-                0.5 * self.l2 * float(np.einsum("i,i", w_coef, w_coef)) if self._penalized else 0.0
-            )
+            penalty = 0.0
+            if np.any(self.penalty_root):
+                root_w = self._coef_penalty_root * w[: self.n_coef]
+                penalty = 0.5 * float(np.einsum("i,i", root_w, root_w))
         loss = self._kernels.linear_loss_gradient(
             self.X,
             self.labels,

@@ -12,7 +12,7 @@ large mean. Instead of asking users to scale X, the solvers move in coordinates
 with ``mu_j`` the weighted mean of feature j (0 without an intercept, which then
 could not absorb it), ``sigma_j**2`` its weighted variance about ``mu_j`` and
 
-    D_j = 1 / sqrt(sigma_j**2 + l2 / c)
+    D_j = 1 / sqrt(sigma_j**2 + l2 / c)    (computed as 1 / hypot(sigma_j, sqrt(l2 / c)))
 
 with ``l2 = 1 / (C S)`` the penalty's curvature and ``c`` the loss's curvature along
 a coefficient of a standardized feature at W = 0 (1/4 for two classes, about 1/k
@@ -41,13 +41,13 @@ from ._objective import relative_gradient
 
 
 def column_moments(X, sample_weight, n_threads):
-    """Weighted mean and standard deviation of each column of X, float64.
+    """Weighted mean, standard deviation and largest magnitude of each column of X, float64.
 
     One parallel pass over X. Columns so large that their squares overflow, or whose
     spread is so small that its squares underflow, are recomputed from the column
     divided by its largest magnitude, so both are finite and accurate wherever X is
     finite. The standard deviation is exactly 0 where the column is constant on the
-    rows of positive weight.
+    rows of positive weight; the largest magnitude is taken over those rows.
 
     Parameters
     ----------
@@ -58,13 +58,11 @@ def column_moments(X, sample_weight, n_threads):
 
     Returns
     -------
-    mean, std : ndarrays of shape (n_features,)
+    mean, std, magnitude : ndarrays of shape (n_features,)
     """
     n_features = X.shape[1]
-    mean = np.zeros(n_features)
-    variance = np.zeros(n_features)
-    deviation = np.zeros(n_features)
-    kernels.column_moments(X, sample_weight, mean, variance, deviation, n_threads)
+    mean, variance, deviation, magnitude = (np.zeros(n_features) for _ in range(4))
+    kernels.column_moments(X, sample_weight, mean, variance, deviation, magnitude, n_threads)
     std = np.sqrt(variance)
     weights = sample_weight if sample_weight.size else None
     out_of_range = ~(np.isfinite(mean) & np.isfinite(std)) | (
@@ -72,12 +70,12 @@ def column_moments(X, sample_weight, n_threads):
     )
     for j in np.flatnonzero(out_of_range):
         column = X[:, j].astype(np.float64)
-        magnitude = np.max(np.abs(column))
-        column /= magnitude
+        largest = np.max(np.abs(column))
+        column /= largest
         mean_j = np.average(column, weights=weights)
-        mean[j] = mean_j * magnitude
-        std[j] = np.sqrt(np.average((column - mean_j) ** 2, weights=weights)) * magnitude
-    return mean, std
+        mean[j] = mean_j * largest
+        std[j] = np.sqrt(np.average((column - mean_j) ** 2, weights=weights)) * largest
+    return mean, std, magnitude
 
 
 # Features larger than this (root mean square) enter the stopping test in the model's
@@ -98,27 +96,32 @@ class StandardizedObjective:
         The objective in the model's coordinates ``w`` = (W in C order, b).
     n_threads : int
         OpenMP threads for the pass over X that gives the feature moments.
+    moments : tuple of ndarrays, default=None
+        ``column_moments(objective.X, objective.sample_weight, n_threads)``, where the
+        caller has it already; None computes it.
     """
 
-    def __init__(self, objective, n_threads):
+    def __init__(self, objective, n_threads, moments=None):
         self.objective = objective
         self.n_params = objective.n_params
         self.value_resolution = objective.value_resolution
         self._n_coef = objective.n_coef
         self._k = objective.n_columns
         self._fit_intercept = objective.fit_intercept
-        mean, std = column_moments(objective.X, objective.sample_weight, n_threads)
+        if moments is None:
+            moments = column_moments(objective.X, objective.sample_weight, n_threads)
+        mean, std, _ = moments
         if not self._fit_intercept:
             # No intercept to absorb a shift: scale by the root mean square instead.
             std = np.hypot(std, mean)
             mean = np.zeros_like(mean)
-        #: Features whose coefficients move: the others do not vary and stay at 0, as do
-        #: all of them under an infinite penalty (C S below the float64 range).
-        self.varying = (std > 0) & np.isfinite(objective.l2)
+        #: Features whose coefficients move: the others do not vary and stay at 0.
+        self.varying = std > 0
         scale = np.zeros_like(std)
         # hypot: sigma**2 may overflow where sigma does not.
+        penalty_root = np.broadcast_to(objective.penalty_root, std.shape)
         scale[self.varying] = 1.0 / np.hypot(
-            std[self.varying], np.sqrt(objective.l2 / objective.curvature_at_zero)
+            std[self.varying], penalty_root[self.varying] / np.sqrt(objective.curvature_at_zero)
         )
         #: D, and ``mu_j D_j``: the shift of the intercept per unit of theta.
         self.scale = scale

@@ -8,8 +8,9 @@ range:
   ``c``, so the weights are scaled to a largest weight in [1/2, 1) and ``C`` the
   other way (weights of 1e307 no longer overflow their sum);
 * features whose values are so large that a sum of n of them could overflow (the
-  gradient ``sum_i x_ij g_ic``) are fitted on a copy scaled to magnitudes below 1,
-  and their coefficients scaled back;
+  gradient ``sum_i x_ij g_ic``), or so small that their products reach the subnormal
+  range, are fitted on a copy scaled to magnitudes below 1, and their coefficients
+  scaled back;
 * logits of a fitted model that overflow (for inputs far beyond the training data)
   are recomputed from the row and the coefficients scaled to magnitudes below 1,
   which keeps their order and their differences.
@@ -47,29 +48,39 @@ def normalize_weights(weights, C):
         return np.ldexp(weights, -exponent), float(np.ldexp(C, exponent))
 
 
-def scale_huge_columns(X):
-    """X, or a copy of it whose columns too large to sum are scaled down by powers of two.
+def scale_extreme_columns(X, magnitude):
+    """X, or a copy of it whose columns of extreme magnitude are scaled by powers of two.
 
     A column is too large when ``n_samples`` of its values could overflow a sum in X's
-    dtype: largest magnitude above ``finfo.max / (4 * n_samples)``. Those are scaled to
-    magnitudes below 1; the others are left as they are. Only then is X copied.
+    dtype (largest magnitude above ``finfo.max / (4 n_samples)``), and too small when
+    its products with coefficients and gradients would reach the subnormal range,
+    where bits are lost (largest magnitude below ``finfo.tiny * 2**(2 * nmant)``: about
+    1e-276 in float64, 8e-25 in float32). Those columns are scaled to magnitudes in
+    [1/2, 1); the others are left as they are. Only then is X copied.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    magnitude : ndarray of shape (n_features,)
+        The largest magnitude of each column (``column_moments``).
 
     Returns
     -------
     X : ndarray
         C-contiguous, in X's dtype.
     exponents : ndarray of shape (n_features,) of int, or None
-        Column j was scaled by ``2**-exponents[j]``; None when nothing was scaled.
-        A coefficient fitted on the scaled column is ``coef_j * 2**-exponents[j]``
-        on the original one.
+        Column j was scaled by ``2**-exponents[j]``; None when nothing was scaled. A
+        coefficient fitted on the scaled column is ``coef_j * 2**-exponents[j]`` on the
+        original one.
     """
-    limit = float(np.finfo(X.dtype).max) / (4 * max(X.shape[0], 1))
-    # Two passes without temporaries of the size of X, in the common case.
-    if X.size == 0 or max(float(X.max()), -float(X.min())) <= limit:
+    info = np.finfo(X.dtype)
+    high = float(info.max) / (4 * max(X.shape[0], 1))
+    low = float(info.tiny) * 2.0 ** (2 * info.nmant)
+    extreme = (magnitude > high) | ((magnitude < low) & (magnitude > 0))
+    if not extreme.any():
         return X, None
-    magnitude = np.maximum(X.max(axis=0), -X.min(axis=0)).astype(np.float64)
-    exponents = np.where(magnitude > limit, np.frexp(magnitude)[1], 0)
-    return np.ldexp(X, -exponents.astype(np.int32)).astype(X.dtype), exponents
+    exponents = np.where(extreme, np.frexp(magnitude)[1], 0)
+    return np.ldexp(X, -exponents).astype(X.dtype), exponents
 
 
 def scaled_logits(X_rows, coef, intercept):

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 
 from softmaxreg import SoftmaxRegressor, log_softmax, softmax, softmax_cross_entropy
@@ -170,3 +171,46 @@ def test_features_too_large_to_sum(dtype):
     rtol = 1e-4 if dtype == np.float32 else 1e-7
     assert_allclose(model.coef_.astype(np.float64) * [scale, 1.0], small.coef_, rtol=rtol)
     assert_allclose(model.predict_proba(big), small.predict_proba(X.astype(dtype)), atol=rtol)
+
+
+@pytest.mark.parametrize("scale", [2.0**120, 2.0**-100])
+def test_float32_features_of_extreme_scale_keep_their_penalty(scale):
+    """float32 features of magnitude 1e36 (sums overflow) or 1e-30 (products subnormal) are
+    fitted on a power-of-two scaled copy whose penalty is scaled to match: the model at C=1
+    is the one float64 fits without any rescaling."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((200, 2))
+    y = (X[:, 0] - X[:, 1] + rng.standard_normal(200) > 0).astype(int)
+    X32 = (X * [scale, 1.0]).astype(np.float32)
+    single = SoftmaxRegressor(C=1.0, tol=1e-6).fit(X32, y)
+    double = SoftmaxRegressor(C=1.0, tol=1e-10).fit(X32.astype(np.float64), y)
+    # A penalty off by the scaling would be off by a factor of 2**240 or 2**200; float32 and
+    # its tol leave the coefficient of the tiny feature (its logits ~1e-59) to 1e-2.
+    assert_allclose(single.coef_.astype(np.float64) * [scale, 1.0], double.coef_ * [scale, 1.0],
+                    rtol=1e-2)
+    assert_allclose(single.intercept_, double.intercept_, rtol=1e-4, atol=1e-6)
+
+
+def test_tiny_features_with_a_huge_c():
+    """Iris * 1e-300 at C=1e307 (C S overflows, but the penalty on coefficients of ~1e9 is
+    not negligible): the model is 1e300 times that of iris at C=1e-293 (they are the same
+    problem in other units), not the unpenalized one; so it is with sample weights of 1e307."""
+    X, y = load_iris(return_X_y=True)
+    reference = SoftmaxRegressor(C=1e-293, tol=1e-10).fit(X, y)
+    for model, kwargs in (
+        (SoftmaxRegressor(C=1e307, tol=1e-10), {}),
+        (SoftmaxRegressor(C=1.0, tol=1e-10), {"sample_weight": np.full(150, 1e307)}),
+    ):
+        model.fit(X * 1e-300, y, **kwargs)
+        assert_allclose(model.coef_, reference.coef_ * 1e300, rtol=1e-6)
+        assert_allclose(model.predict_proba(X * 1e-300), reference.predict_proba(X), atol=1e-12)
+
+
+def test_coefficients_beyond_the_range_are_an_error():
+    """Iris * 1e-309 (subnormal) at C=inf: the optimal coefficients (~1e309) are beyond
+    float64, which a ValueError says (it was an all-NaN model)."""
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises(ValueError, match="coefficients of 4 features of X lie beyond"):
+            SoftmaxRegressor(C=np.inf).fit(X * 1e-309, y)

@@ -284,8 +284,8 @@ def test_column_moments_match_numpy(dtype, weighted, n_threads):
     column."""
     X, _, sw, _, _ = make_problem(1001, 6, 2, dtype, weighted)
     X = (X * np.array([1, 10, 0.1, 1, 1, 0]) + np.array([0, 0, 0, 1e4, -3, 7])).astype(dtype)
-    mean, variance, deviation = np.empty(6), np.empty(6), np.empty(6)
-    _kernels.column_moments(X, sw, mean, variance, deviation, n_threads)
+    mean, variance, deviation, magnitude = (np.empty(6) for _ in range(4))
+    _kernels.column_moments(X, sw, mean, variance, deviation, magnitude, n_threads)
     weights = sw.astype(np.float64) if weighted else None
     ref_mean = np.average(X.astype(np.float64), axis=0, weights=weights)
     ref_variance = np.average((X - ref_mean) ** 2, axis=0, weights=weights)
@@ -295,6 +295,7 @@ def test_column_moments_match_numpy(dtype, weighted, n_threads):
     rows = sw > 0 if weighted else slice(None)
     X64 = X.astype(np.float64)[rows]
     assert_array_equal(deviation, np.abs(X64 - X64[0]).max(axis=0))
+    assert_array_equal(magnitude, np.abs(X64).max(axis=0))
 
 
 def test_column_moments_ignore_rows_of_weight_zero():
@@ -302,7 +303,8 @@ def test_column_moments_ignore_rows_of_weight_zero():
     whatever its values on rows of weight 0 (the first row among them)."""
     X = np.array([[5.0, 1.0], [2.0, 2.0], [2.0, 3.0], [2.0, 4.0]])
     sw = np.array([0.0, 1.0, 2.0, 3.0])
-    mean, variance, deviation = np.empty(2), np.empty(2), np.empty(2)
-    _kernels.column_moments(X, sw, mean, variance, deviation, 2)
+    mean, variance, deviation, magnitude = (np.empty(2) for _ in range(4))
+    _kernels.column_moments(X, sw, mean, variance, deviation, magnitude, 2)
     assert mean[0] == 2.0 and variance[0] == 0.0 and deviation[0] == 0.0
+    assert magnitude[0] == 2.0  # the row of weight 0 (5.0) does not count
     assert_allclose(mean[1], 20 / 6) and deviation[1] == 2.0

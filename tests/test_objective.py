@@ -249,7 +249,8 @@ def test_standardized_features_of_extreme_and_zero_spread():
     assert np.all(np.isfinite(standardized.scale)) and np.all(standardized.scale[:2] > 0)
     assert standardized.scale[2] == 0 and standardized.shift[2] == 0
     assert_allclose(standardized.scale[0] * 1e200 * (X[:, 0] / 1e200).std(), 1.0, rtol=1e-12)
-    mean, std = column_moments(X, np.empty(0), 2)
+    mean, std, magnitude = column_moments(X, np.empty(0), 2)
+    assert_array_equal(magnitude, np.abs(X).max(axis=0))
     assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
     assert_allclose(std[0] / 1e200, (X[:, 0] / 1e200).std(), rtol=1e-12)
     assert_array_equal(std[2], 0.0)
