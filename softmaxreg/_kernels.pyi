@@ -63,7 +63,6 @@ def column_moments(
     sample_weight: _FloatArray,
     mean_out: _DoubleArray,
     variance_out: _DoubleArray,
-    deviation_out: _DoubleArray,
     magnitude_out: _DoubleArray,
     n_threads: int,
 ) -> None: ...

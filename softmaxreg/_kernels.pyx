@@ -109,6 +109,10 @@ cdef extern from "_tiles.h" nogil:
                               Py_ssize_t ldg, float *out)
     double smr_row_softmax_grad_d(double *z, Py_ssize_t kp, Py_ssize_t y, double w, double *rest)
     double smr_row_softmax_grad_f(float *z, Py_ssize_t kp, Py_ssize_t y, float w, double *rest)
+    void smr_moments_row_d(const double *x, const double *x_first, double w, Py_ssize_t d,
+                           double *shifted, double *squares, double *magnitude)
+    void smr_moments_row_f(const float *x, const float *x_first, double w, Py_ssize_t d,
+                           double *shifted, double *squares, double *magnitude)
     void smr_row_softmax_jvp_d(double *z, double *r, Py_ssize_t kp, double w)
     void smr_row_softmax_jvp_f(float *z, float *r, Py_ssize_t kp, float w)
 
@@ -538,33 +542,31 @@ def column_moments(
     const floating[::1] sample_weight,
     double[::1] mean_out,
     double[::1] variance_out,
-    double[::1] deviation_out,
     double[::1] magnitude_out,
     int n_threads,
 ):
-    """Weighted mean and (biased) variance of each column of X, in float64, how far the
-    column strays from its first value, and its largest magnitude.
+    """Weighted mean, (biased) variance and largest magnitude of each column of X, float64.
 
     ``mean_j = sum_i w_i x_ij / sum_i w_i`` and ``variance_j = sum_i w_i (x_ij -
     mean_j)**2 / sum_i w_i``, computed in one pass from sums of ``x_ij - x_fj``, with
     f the first row of positive weight (a data point as the shift keeps the
-    cancellation small). ``deviation_j = max |x_ij - x_fj|`` over the rows of
-    positive weight: 0 exactly where the column is constant on them, which a
-    variance, whose squares may underflow, cannot tell. ``magnitude_j = max |x_ij|``
-    over the same rows. An empty ``sample_weight``
-    means unit weights; the weights must have a positive sum. Columns whose squares
-    overflow get an infinite variance. Per-thread sums are added in thread order.
+    cancellation small, and a column constant on the rows of positive weight gets a
+    variance of exactly 0). ``magnitude_j = max |x_ij|`` over those rows. An empty
+    ``sample_weight`` means unit weights; the weights must have a positive sum.
+    Columns whose squares overflow get an infinite variance; squares that underflow
+    are lost (the caller recomputes columns of tiny variance). Per-thread sums are
+    added in thread order.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
     cdef bint weighted = sample_weight.shape[0] > 0
     cdef int n_slots = max(n_threads, 1)
     # Per-thread slot: the weight sum (padded to a cache line), sums of shifted x, of their
-    # squares, the largest |shifted x| and the largest |x|.
+    # squares, and the largest |x|.
     cdef Py_ssize_t head = CACHE_LINE // sizeof(double)
-    cdef Py_ssize_t stride = _slot_stride(head + 4 * d, sizeof(double))
+    cdef Py_ssize_t stride = _slot_stride(head + 3 * d, sizeof(double))
     cdef double *slots = NULL
     cdef double *my_sums
-    cdef double w, v, weight_sum, mean_shift, deviation, magnitude
+    cdef double w, v, weight_sum, mean_shift, magnitude
     cdef Py_ssize_t i, j, t, first = 0
     cdef int tid
 
@@ -582,31 +584,26 @@ def column_moments(
                 if w == 0:
                     continue
                 my_sums[0] += w
-                for j in range(d):
-                    v = <double> X[i, j] - <double> X[first, j]
-                    my_sums[head + j] += w * v
-                    my_sums[head + d + j] += w * v * v
-                    if fabs(v) > my_sums[head + 2 * d + j]:
-                        my_sums[head + 2 * d + j] = fabs(v)
-                    if fabs(<double> X[i, j]) > my_sums[head + 3 * d + j]:
-                        my_sums[head + 3 * d + j] = fabs(<double> X[i, j])
+                if floating is float:
+                    smr_moments_row_f(&X[i, 0], &X[first, 0], w, d, my_sums + head,
+                                      my_sums + head + d, my_sums + head + 2 * d)
+                else:
+                    smr_moments_row_d(&X[i, 0], &X[first, 0], w, d, my_sums + head,
+                                      my_sums + head + d, my_sums + head + 2 * d)
         weight_sum = 0.0
         for t in range(n_slots):
             weight_sum += slots[t * stride]
         for j in range(d):
             mean_shift = 0.0
             v = 0.0
-            deviation = 0.0
             magnitude = 0.0
             for t in range(n_slots):
                 mean_shift += slots[t * stride + head + j]
                 v += slots[t * stride + head + d + j]
-                deviation = max(deviation, slots[t * stride + head + 2 * d + j])
-                magnitude = max(magnitude, slots[t * stride + head + 3 * d + j])
+                magnitude = max(magnitude, slots[t * stride + head + 2 * d + j])
             mean_shift /= weight_sum
             mean_out[j] = <double> X[first, j] + mean_shift
             variance_out[j] = max(v / weight_sum - mean_shift * mean_shift, 0.0)
-            deviation_out[j] = deviation
             magnitude_out[j] = magnitude
     finally:
         free(slots)

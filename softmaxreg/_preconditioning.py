@@ -61,12 +61,14 @@ def column_moments(X, sample_weight, n_threads):
     mean, std, magnitude : ndarrays of shape (n_features,)
     """
     n_features = X.shape[1]
-    mean, variance, deviation, magnitude = (np.zeros(n_features) for _ in range(4))
-    kernels.column_moments(X, sample_weight, mean, variance, deviation, magnitude, n_threads)
+    mean, variance, magnitude = (np.zeros(n_features) for _ in range(3))
+    kernels.column_moments(X, sample_weight, mean, variance, magnitude, n_threads)
     std = np.sqrt(variance)
     weights = sample_weight if sample_weight.size else None
+    # Non-zero columns of tiny variance, constants included (their variance is 0 exactly,
+    # and stays 0 below): their squares may have underflowed.
     out_of_range = ~(np.isfinite(mean) & np.isfinite(std)) | (
-        (variance < _SMALLEST_ACCURATE_SQUARE) & (deviation > 0)
+        (variance < _SMALLEST_ACCURATE_SQUARE) & (magnitude > 0)
     )
     for j in np.flatnonzero(out_of_range):
         column = X[:, j].astype(np.float64)

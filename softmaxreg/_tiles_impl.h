@@ -432,6 +432,26 @@ static inline void SMR_SUFFIX(smr_row_softmax_jvp)(SMR_T *z, SMR_T *r, Py_ssize_
 }
 
 #undef SMR_KAHAN_ADD
+
+/*
+ * One row's share of column_moments, with v = x - x_first: shifted += w v,
+ * squares += w v^2, magnitude = max(magnitude, |x|). restrict and a branch-free
+ * select let the compiler vectorize it.
+ */
+static inline void SMR_SUFFIX(smr_moments_row)(
+    const SMR_T *restrict x, const SMR_T *restrict x_first, double w, Py_ssize_t d,
+    double *restrict shifted, double *restrict squares, double *restrict magnitude)
+{
+    for (Py_ssize_t j = 0; j < d; j++) {
+        const double xj = (double)x[j];
+        const double v = xj - (double)x_first[j];
+        const double m = xj < 0 ? -xj : xj;
+        shifted[j] += w * v;
+        squares[j] += (w * v) * v;
+        magnitude[j] = m > magnitude[j] ? m : magnitude[j];
+    }
+}
+
 #undef SMR_VEC
 #undef SMR_IVEC
 #undef SMR_T

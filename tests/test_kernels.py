@@ -279,32 +279,29 @@ def test_linear_hessian_product_with_extreme_logits(dtype):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_column_moments_match_numpy(dtype, weighted, n_threads):
-    """Weighted mean and variance of each column, in float64, also for a large common offset;
-    the largest deviation from the first row of positive weight, 0 exactly for a constant
-    column."""
+    """Weighted mean and variance of each column, in float64, also for a large common offset
+    (0 exactly for a constant column), and each column's largest magnitude."""
     X, _, sw, _, _ = make_problem(1001, 6, 2, dtype, weighted)
     X = (X * np.array([1, 10, 0.1, 1, 1, 0]) + np.array([0, 0, 0, 1e4, -3, 7])).astype(dtype)
-    mean, variance, deviation, magnitude = (np.empty(6) for _ in range(4))
-    _kernels.column_moments(X, sw, mean, variance, deviation, magnitude, n_threads)
+    mean, variance, magnitude = (np.empty(6) for _ in range(3))
+    _kernels.column_moments(X, sw, mean, variance, magnitude, n_threads)
     weights = sw.astype(np.float64) if weighted else None
     ref_mean = np.average(X.astype(np.float64), axis=0, weights=weights)
     ref_variance = np.average((X - ref_mean) ** 2, axis=0, weights=weights)
     assert_allclose(mean, ref_mean, rtol=1e-12, atol=1e-12)
     assert_allclose(variance, ref_variance, rtol=1e-8, atol=1e-12)
-    assert variance[5] == 0.0 and deviation[5] == 0.0
+    assert variance[5] == 0.0
     rows = sw > 0 if weighted else slice(None)
-    X64 = X.astype(np.float64)[rows]
-    assert_array_equal(deviation, np.abs(X64 - X64[0]).max(axis=0))
-    assert_array_equal(magnitude, np.abs(X64).max(axis=0))
+    assert_array_equal(magnitude, np.abs(X.astype(np.float64)[rows]).max(axis=0))
 
 
 def test_column_moments_ignore_rows_of_weight_zero():
-    """A column constant on the rows of positive weight has variance and deviation 0 exactly,
-    whatever its values on rows of weight 0 (the first row among them)."""
+    """A column constant on the rows of positive weight has variance 0 exactly, whatever its
+    values on rows of weight 0 (the first row among them), which its magnitude ignores too."""
     X = np.array([[5.0, 1.0], [2.0, 2.0], [2.0, 3.0], [2.0, 4.0]])
     sw = np.array([0.0, 1.0, 2.0, 3.0])
-    mean, variance, deviation, magnitude = (np.empty(2) for _ in range(4))
-    _kernels.column_moments(X, sw, mean, variance, deviation, magnitude, 2)
-    assert mean[0] == 2.0 and variance[0] == 0.0 and deviation[0] == 0.0
+    mean, variance, magnitude = (np.empty(2) for _ in range(3))
+    _kernels.column_moments(X, sw, mean, variance, magnitude, 2)
+    assert mean[0] == 2.0 and variance[0] == 0.0
     assert magnitude[0] == 2.0  # the row of weight 0 (5.0) does not count
-    assert_allclose(mean[1], 20 / 6) and deviation[1] == 2.0
+    assert_allclose(mean[1], 20 / 6) and magnitude[1] == 4.0
