@@ -241,69 +241,30 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 f"but the data contain only one class: {classes[0]!r}."
             )
         n_threads = n_threads_from_n_jobs(self.n_jobs)
-        sw = check_sample_weight(
-            sample_weight, X.shape[0], np.float64, require_positive_sum=True
-        )
-        sw, C = normalize_weights(sw, float(self.C))
-        if self.class_weight is not None:
-            weights, C = normalize_weights(
-                _class_weights(self.class_weight, classes, labels, sw), C
-            )
-            sw = (sw if sw.size else 1.0) * weights[labels]
-            if not (sw > 0).any():
-                raise ValueError(
-                    "class_weight and sample_weight together give every sample weight 0: "
-                    "there is nothing to fit."
-                )
-        if sw.size and np.unique(labels[sw > 0]).shape[0] < 2:
-            raise ValueError(
-                "The weights leave samples of a single class (every other class has "
-                "weight 0): SoftmaxRegressor needs at least 2 classes of positive weight."
-            )
-        # The weights are at most 1 here: X's dtype holds them.
-        sw = sw.astype(X.dtype)
+        sw, C = self._weights_and_c(sample_weight, classes, labels)
+        sw = sw.astype(X.dtype)  # at most 1: X's dtype holds them
         with single_threaded_blas():
             mean, std, magnitude = column_moments(X, sw, n_threads)
-        X_fit, column_exponents = scale_extreme_columns(X, magnitude)
-        if column_exponents is not None:  # the moments of the scaled copy, exactly
-            mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
-        objective = LinearSoftmaxObjective(
-            X_fit,
-            labels,
-            classes.shape[0],
-            sw,
-            C=C,
-            fit_intercept=self.fit_intercept,
-            n_threads=n_threads,
-            feature_exponents=column_exponents,
-        )
-        warm = (
-            self.warm_start
-            and hasattr(self, "coef_")
-            and self.coef_.shape == (objective.n_columns, X.shape[1])
-        )
-        with single_threaded_blas():
+            X_fit, column_exponents = scale_extreme_columns(X, magnitude)
+            if column_exponents is not None:  # the moments of the scaled copy, exactly
+                mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
+            objective = LinearSoftmaxObjective(
+                X_fit,
+                labels,
+                classes.shape[0],
+                sw,
+                C=C,
+                fit_intercept=self.fit_intercept,
+                n_threads=n_threads,
+                feature_exponents=column_exponents,
+            )
             standardized = StandardizedObjective(objective, n_threads, (mean, std, None))
-            w0 = np.zeros(objective.n_params)
-            if warm:
-                coef = self.coef_.astype(np.float64)
-                if column_exponents is not None:
-                    coef = np.ldexp(coef, column_exponents)
-                w_warm = standardized.centre(
-                    standardized.to_solver(objective.pack(coef, self.intercept_))
-                )
-                # A start that fits worse than zero coefficients (F = log k there) carries
-                # no information, only distance: start from zero instead.
-                warm = bool(
-                    np.isfinite(w_warm).all()
-                    and standardized.loss_gradient(w_warm)[0] <= np.log(classes.shape[0])
-                )
-                if warm:
-                    w0 = w_warm
+            w0 = self._warm_start_point(standardized, column_exponents)
+            warm = w0 is not None
             solver = self.solver if self.solver != "auto" else _auto_solver(warm)
             result = _SOLVERS[solver](
                 standardized,
-                w0,
+                w0 if warm else np.zeros(objective.n_params),
                 tol=self.tol,
                 max_iter=self.max_iter,
                 verbose=self.verbose,
@@ -338,6 +299,48 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         self.intercept_ = intercept
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
+
+    def _weights_and_c(self, sample_weight, classes, labels):
+        """The sample weights times the class weights, scaled by powers of two to at most
+        1 (float64; empty for unit weights), and C scaled the other way."""
+        sw = check_sample_weight(
+            sample_weight, labels.shape[0], np.float64, require_positive_sum=True
+        )
+        sw, C = normalize_weights(sw, float(self.C))
+        if self.class_weight is not None:
+            weights, C = normalize_weights(
+                _class_weights(self.class_weight, classes, labels, sw), C
+            )
+            sw = (sw if sw.size else 1.0) * weights[labels]
+            if not (sw > 0).any():
+                raise ValueError(
+                    "class_weight and sample_weight together give every sample weight 0: "
+                    "there is nothing to fit."
+                )
+        if sw.size and np.unique(labels[sw > 0]).shape[0] < 2:
+            raise ValueError(
+                "The weights leave samples of a single class (every other class has "
+                "weight 0): SoftmaxRegressor needs at least 2 classes of positive weight."
+            )
+        return sw, C
+
+    def _warm_start_point(self, standardized, column_exponents):
+        """The previous model in the solvers' coordinates, or None for a cold start: without
+        warm_start, a previous model of another shape, or one that fits worse than zero
+        coefficients (F = log k there), which carries no information, only distance."""
+        objective = standardized.objective
+        if not (
+            self.warm_start
+            and hasattr(self, "coef_")
+            and self.coef_.shape == (objective.n_columns, objective.X.shape[1])
+        ):
+            return None
+        coef = self.coef_.astype(np.float64)
+        if column_exponents is not None:
+            coef = np.ldexp(coef, column_exponents)
+        w = standardized.centre(standardized.to_solver(objective.pack(coef, self.intercept_)))
+        fits = np.isfinite(w).all() and standardized.loss_gradient(w)[0] <= np.log(objective.n_classes)
+        return w if fits else None
 
     def _logits(self, X):
         """The (n_samples, n_columns) logits, and None, or, where the logits of some rows
