@@ -62,8 +62,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         given and as if standardized: the same where the optimal loss is of order
         1; where it is small (nearly separable classes, large C) the gradient
         shrinks with F, and an absolute threshold stops far from the optimum.
-        Features larger than 1e4 (root mean square) are measured in the first test as
-        if scaled down to 1e4, where float64 can still meet it. A solver that stops
+        Where a feature's scale (or, for a tiny C, the penalty's) exceeds 1e4, its
+        coefficients are measured in the first test as if scaled down to 1e4, where
+        float64 can still meet it. A solver that stops
         before meeting the test for any reason says so with a
         :class:`~sklearn.exceptions.ConvergenceWarning`.
     max_iter : int, default=100
@@ -92,9 +93,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
           quickly from a warm start, and from any start.
         - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
           solution; otherwise ``"lbfgs"``, handing over to ``"newton-cg"`` from
-          where it stopped when it stalls or when its rate of progress projects
-          more than 40 further iterations to reach ``tol``. benchmarks/ measures
-          the choice.
+          where it stopped when it stalls or when, after 60 iterations, its rate of
+          progress projects more than 60 further iterations to reach ``tol``.
+          benchmarks/ measures the choice.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits,
         for example along a path of values of C (``set_params(C=c).fit(X, y)``);

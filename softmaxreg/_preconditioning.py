@@ -130,7 +130,11 @@ class StandardizedObjective:
         self.shift = mean * scale
         self._mean = mean
         # Per coefficient: how much of its model-space gradient the stopping test sees.
-        size = np.hypot(mean, std) if self._fit_intercept else std
+        # The model-space gradient is the theta one times 1/D_j = hypot(sigma_j, sqrt(l2/c))
+        # (plus mu_j times the intercept's): a large feature or a strong penalty amplifies
+        # the rounding of the theta gradient by that much.
+        inverse_scale = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
+        size = np.hypot(mean, inverse_scale) if self._fit_intercept else inverse_scale
         weight = np.minimum(1.0, MODEL_TEST_SCALE / np.maximum(size, MODEL_TEST_SCALE))
         self._model_test_weight = np.repeat(weight, self._k)
 
@@ -197,11 +201,12 @@ class StandardizedObjective:
         W = 0) and hides how far its coefficients are from optimal; in standardized
         coordinates, the other way round.
 
-        A feature's gradient entry in the model's coordinates is its scale times its
-        standardized one, so for a feature of scale 1e300 no float64 arithmetic could
-        meet the first test. Features larger than ``MODEL_TEST_SCALE`` (1e4, root mean
-        square) are therefore measured as if scaled down to it: the first test is
-        ``LogisticRegression``'s wherever it can be met.
+        A feature's gradient entry in the model's coordinates is ``1 / D_j`` (its scale,
+        or the penalty's, whichever is larger) times its standardized one, so for a
+        feature of scale 1e300, or under a penalty of 1e300, no float64 arithmetic could
+        meet the first test. Where that factor, with the feature's mean, exceeds
+        ``MODEL_TEST_SCALE`` (1e4), the entry is measured as if scaled down to it: the
+        first test is ``LogisticRegression``'s wherever it can be met.
         """
         model_grad = self.model_gradient(grad_theta)
         model_grad[: self._n_coef] *= self._model_test_weight

@@ -7,8 +7,9 @@ package's objectives, the largest absolute entry of the gradient relative to the
 value: ``_objective.relative_gradient``), and only then: when it stops for another
 reason (``max_iter``, or no further decrease that rounding can resolve) it says so,
 and its result is not converged. Every solver takes at most ``max_iter``
-iterations, and each iteration decreases the objective, so a larger ``max_iter``
-never gives a worse result.
+iterations, and each iteration decreases the objective (or, below the rounding of
+its value, the gradient), so a larger ``max_iter`` never gives a worse result beyond
+the rounding of the objective.
 """
 
 from dataclasses import dataclass
@@ -82,9 +83,9 @@ def _report(name, iteration, value, optimality, extra=""):
 # _RATE_MIN_ITER iterations, the rate at which it has reduced the best optimality over
 # the last _RATE_WINDOW iterations projects more than _RATE_MAX_REMAINING more
 # iterations to reach tol. The rule depends on the problem and tol, not on max_iter.
-_RATE_MIN_ITER = 20
+_RATE_MIN_ITER = 60
 _RATE_WINDOW = 10
-_RATE_MAX_REMAINING = 40
+_RATE_MAX_REMAINING = 60
 
 
 def _too_slow(history, tol):
@@ -281,9 +282,11 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
 
     Each iteration minimizes the quadratic model of the objective inside a ball of
     radius ``radius`` by conjugate gradients (``_steihaug_cg``), to a residual of
-    ``eta ||g||`` with ``eta = min(0.5, sqrt(||g||))`` (superlinear convergence near
-    the optimum; from a warm start ``eta = min(0.5, sqrt(max(||g||, ||g|| /
-    ||g_0||)))``, so that the first systems are not over-solved). The step is taken
+    ``eta ||g||`` with ``eta = min(0.5, ||g|| / F)``, the gradient relative to the
+    objective as the stopping test measures it (quadratic convergence near the
+    optimum, so that the last step lands well inside tol; from a warm start
+    ``eta = min(0.5, max(||g|| / F, ||g|| / ||g_0||))``, so that the first systems are
+    not over-solved). The step is taken
     if the objective decreases by at least ``1e-4`` of the model's prediction, and
     the radius follows the ratio of the two, as in TRON (Lin & More 1999; Lin, Weng
     & Keerthi, "Trust region Newton method for large-scale logistic regression",
@@ -344,8 +347,10 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         grad_norm = np.sqrt(grad @ grad)
         if first_norm is None:
             first_norm = grad_norm
+        # The gradient relative to the objective, as the stopping test measures it.
+        scaled = grad_norm / abs(value) if value else grad_norm
         relative = grad_norm / first_norm if warm_start else 0.0
-        forcing = min(0.5, np.sqrt(max(grad_norm, relative)))
+        forcing = min(0.5, max(scaled, relative))
         with np.errstate(over="ignore", invalid="ignore"):
             step, predicted, products = _steihaug_cg(
                 lambda v: objective.hessian_product(w, v),
@@ -362,11 +367,13 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         # Minimizer along the step of the quadratic through value, slope and value_next.
         curvature = value_next - value - slope
         alpha = _SIGMA3 if not curvature > 0 else max(_MIN_SHRINK, -0.5 * slope / curvature)
-        # A decrease below F's rounding cannot be measured: take the step unless F rises
-        # beyond its rounding (the gradient, not F, then guides the last steps).
+        # A decrease below F's rounding cannot be measured: the gradient guides those steps.
         noise = objective.value_resolution * abs(value)
         if predicted <= noise:
-            accept = actual >= -noise  # below the resolution of F: take a harmless step
+            # Below the resolution of F: take a step that F does not see rise (by more than
+            # its rounding) and that reduces the gradient (F alone cannot tell a wild step
+            # from a good one there).
+            accept = actual >= -noise and grad_next @ grad_next < grad_norm * grad_norm
             ratio = 1.0 if accept else 0.0
         else:
             ratio = actual / predicted if np.isfinite(value_next) else -np.inf
@@ -388,8 +395,9 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=
 
     L-BFGS is the faster of the two on well-conditioned problems, where each of its
     iterations costs one pass over X and few are needed. It hands over to newton-cg
-    when it stalls, or when the rate at which it reduces the optimality projects
-    more than 40 further iterations (``_too_slow``: nearly separable classes under a
+    when it stalls, or when, after 60 iterations, the rate at which it reduces the
+    optimality projects more than 60 further iterations (``_too_slow``: nearly
+    separable classes under a
     weak penalty, curvature that differs by orders of magnitude between directions,
     which no rescaling of the features removes); newton-cg's Hessian products take
     it to the optimum in a few steps. Both share one budget of ``max_iter``

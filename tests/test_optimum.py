@@ -143,9 +143,10 @@ def test_a_stall_is_not_convergence():
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name, C", [("digits", 1000.0), ("wine", 1.0), ("binary", np.inf)])
 def test_a_larger_max_iter_never_gives_a_worse_model(solver, name, C):
-    """Along max_iter = 0, 1, 2, 3, 5, ... 233, the objective never increases, n_iter_[0] never
-    exceeds max_iter (auto: L-BFGS and newton-cg share it), and a fit that does not warn is at
-    the optimum."""
+    """Along max_iter = 0, 1, 2, 3, 5, ... 233, the objective never increases beyond its
+    rounding (newton-cg takes steps that F cannot resolve when they reduce the gradient),
+    n_iter_[0] never exceeds max_iter (auto: L-BFGS and newton-cg share it), and a fit that
+    does not warn is at the optimum."""
     X, y = DATA[name]()
     previous = np.inf
     for max_iter in (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233):
@@ -154,7 +155,7 @@ def test_a_larger_max_iter_never_gives_a_worse_model(solver, name, C):
         value = objective(X, y, model, C)
         assert model.n_iter_.shape == (1,) and model.n_iter_.dtype == np.int32
         assert model.n_iter_[0] <= max_iter
-        assert value <= previous * (1 + 1e-14), (max_iter, value, previous)
+        assert value <= previous * (1 + 64 * np.finfo(np.float64).eps), (max_iter, value, previous)
         if not warned:
             assert value <= optimum(name, C) * (1 + 1e-8)
         previous = value
