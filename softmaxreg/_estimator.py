@@ -93,8 +93,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
           quickly from a warm start, and from any start.
         - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
           solution; otherwise ``"lbfgs"``, handing over to ``"newton-cg"`` from
-          where it stopped when it stalls or when, after 60 iterations, its rate of
-          progress projects more than 60 further iterations to reach ``tol``.
+          where it stopped when it stalls or when, after 20 iterations, its rate of
+          progress projects more than 40 further iterations to reach ``tol``.
           benchmarks/ measures the choice.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits,

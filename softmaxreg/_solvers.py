@@ -83,9 +83,9 @@ def _report(name, iteration, value, optimality, extra=""):
 # _RATE_MIN_ITER iterations, the rate at which it has reduced the best optimality over
 # the last _RATE_WINDOW iterations projects more than _RATE_MAX_REMAINING more
 # iterations to reach tol. The rule depends on the problem and tol, not on max_iter.
-_RATE_MIN_ITER = 60
+_RATE_MIN_ITER = 20
 _RATE_WINDOW = 10
-_RATE_MAX_REMAINING = 60
+_RATE_MAX_REMAINING = 40
 
 
 def _too_slow(history, tol):
@@ -395,8 +395,8 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=
 
     L-BFGS is the faster of the two on well-conditioned problems, where each of its
     iterations costs one pass over X and few are needed. It hands over to newton-cg
-    when it stalls, or when, after 60 iterations, the rate at which it reduces the
-    optimality projects more than 60 further iterations (``_too_slow``: nearly
+    when it stalls, or when, after 20 iterations, the rate at which it reduces the
+    optimality projects more than 40 further iterations (``_too_slow``: nearly
     separable classes under a
     weak penalty, curvature that differs by orders of magnitude between directions,
     which no rescaling of the features removes); newton-cg's Hessian products take
