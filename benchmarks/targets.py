@@ -171,20 +171,23 @@ def _path_targets(rows, path):
 
 def _path_tol_targets(rows, path):
     """Issue 8: a warm-started path faster than cold fits at every tol from 1e-4 to 1e-8,
-    at the same objectives (warm F at most 1e-6 above cold F, relative)."""
+    at the same objectives: at each tol, warm F at most tol / 10 above cold F (relative),
+    where both meet the same stopping test."""
     for name, methods in path.items():
         sweep = methods.get("auto along tol")
         if not sweep:
             continue
         ratios = {tol: fits[True]["seconds"] / fits[False]["seconds"] for tol, fits in sweep.items()}
-        above = max(
-            max((w - c) / abs(c) for w, c in zip(fits[True]["values"], fits[False]["values"]))
-            for fits in sweep.values()
-        )
+        above = {
+            tol: max((w - c) / abs(c) for w, c in zip(fits[True]["values"], fits[False]["values"]))
+            for tol, fits in sweep.items()
+        }
         worst = max(ratios, key=ratios.get)
+        same = all(above[tol] <= tol / 10 for tol in above)
         _row(rows, f"path, {name}: warm faster than cold at every tol in 1e-4..1e-8, same "
-             "objectives", f"{ratios[worst]:.3g}x at worst (tol={worst:g}); warm F at most "
-             f"{above:.1e} above cold", max(ratios.values()) < 1 and above <= 1e-6,
+             "objectives (warm F within tol / 10 of cold F)",
+             f"{ratios[worst]:.3g}x at worst (tol={worst:g}); warm F at most "
+             f"{max(above.values()):.1e} above cold", max(ratios.values()) < 1 and same,
              "solver='auto'; path.md")
 
 
