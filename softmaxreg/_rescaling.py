@@ -35,7 +35,8 @@ def normalize_weights(weights, C):
         Non-negative, finite. Empty means unit weights and is returned as it is.
     C : float
         Inverse of the penalty strength (``inf`` stays ``inf``; a product beyond the
-        float64 range is ``inf``: the penalty is then below anything the data can feel).
+        float64 range is ``inf``: the penalty is then below anything the data can feel;
+        one below it is the smallest positive float).
 
     Returns
     -------
@@ -44,8 +45,11 @@ def normalize_weights(weights, C):
     if weights.size == 0:
         return weights, C
     exponent = power_of_two_below(weights)
-    with np.errstate(over="ignore"):
-        return np.ldexp(weights, -exponent), float(np.ldexp(C, exponent))
+    with np.errstate(over="ignore", under="ignore"):
+        scaled_C = float(np.ldexp(C, exponent))
+    # A C that underflows to 0 is held at the smallest positive float: its coefficients
+    # (about C S times their gradient) round to 0 either way, and C stays positive.
+    return np.ldexp(weights, -exponent), max(scaled_C, float(np.finfo(np.float64).smallest_subnormal))
 
 
 def scale_extreme_columns(X, magnitude):

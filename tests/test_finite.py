@@ -220,3 +220,14 @@ def test_coefficients_beyond_the_range_are_an_error():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.raises(ValueError, match="coefficients of 4 features of X lie beyond"):
             SoftmaxRegressor(C=np.inf).fit(X * 1e-309, y)
+
+
+def test_c_that_underflows_with_tiny_weights():
+    """C=1e-300 with weights of 1e-25: C scaled by the weights' power of two underflows to 0;
+    it is held at the smallest positive float, and the coefficients are 0 (C S times their
+    gradient rounds to 0), not an infinite penalty root."""
+    X, y = np.linspace(-1, 1, 12).reshape(-1, 1), np.arange(12) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = SoftmaxRegressor(C=1e-300, fit_intercept=False).fit(X, y, np.full(12, 1e-25))
+    assert_array_equal(model.coef_, 0.0)
