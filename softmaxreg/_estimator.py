@@ -15,7 +15,7 @@ from ._objective import LinearSoftmaxObjective
 from ._preconditioning import StandardizedObjective, column_moments
 from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
-from ._threads import n_threads_from_n_jobs, single_threaded_blas
+from ._threads import ROW_WISE_WORK, KernelThreads, limited_blas
 from ._validation import check_sample_weight
 
 _SOLVERS = {
@@ -93,8 +93,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
           quickly from a warm start, and from any start.
         - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
           solution; otherwise ``"lbfgs"``, handing over to ``"newton-cg"`` from
-          where it stopped when it stalls or when, after 20 iterations, its rate of
-          progress projects more than 40 further iterations to reach ``tol``.
+          where it stopped when it stalls or when, after 30 iterations, its rate of
+          progress projects more than 60 further iterations to reach ``tol``.
           benchmarks/ measures the choice.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits,
@@ -241,10 +241,10 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 "SoftmaxRegressor needs samples of at least 2 classes in the data, "
                 f"but the data contain only one class: {classes[0]!r}."
             )
-        n_threads = n_threads_from_n_jobs(self.n_jobs)
+        n_threads = KernelThreads(self.n_jobs)
         sw, C = self._weights_and_c(sample_weight, classes, labels)
         sw = sw.astype(X.dtype)  # at most 1: X's dtype holds them
-        with single_threaded_blas():
+        with limited_blas():
             mean, std, magnitude = column_moments(X, sw, n_threads)
             X_fit, column_exponents = scale_extreme_columns(X, magnitude)
             if column_exponents is not None:  # the moments of the scaled copy, exactly
@@ -359,7 +359,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         intercept = np.ascontiguousarray(self.intercept_, dtype=dtype)
         out = np.empty((X.shape[0], coef_t.shape[1]), dtype=dtype)
         linear_kernels(out.shape[1]).linear_logits(
-            X, coef_t, intercept, out, n_threads_from_n_jobs(self.n_jobs)
+            X, coef_t, intercept, out, KernelThreads(self.n_jobs)(out.size * (X.shape[1] + 1))
         )
         rows = ~np.isfinite(out).all(axis=1)
         if not rows.any():
@@ -465,7 +465,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         """softmax or log_softmax of the logits from ``_class_logits``, in coef_'s dtype."""
         kernel = _kernels.log_softmax_rows if log else _kernels.softmax_rows
         out = np.ascontiguousarray(logits, dtype=self.coef_.dtype)
-        kernel(out, out, n_threads_from_n_jobs(self.n_jobs))
+        kernel(out, out, KernelThreads(self.n_jobs)(ROW_WISE_WORK * out.size))
         if scaled is not None:
             rows, exponent = scaled
             with np.errstate(over="ignore"):  # a log-probability below float32's range: -inf

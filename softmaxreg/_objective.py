@@ -64,8 +64,10 @@ class LinearSoftmaxObjective:
         for no penalty.
     fit_intercept : bool
         Whether ``b`` is part of ``w`` (otherwise it is zero).
-    n_threads : int
-        OpenMP threads for the kernels.
+    n_threads : int or callable
+        OpenMP threads for the kernels: a count, or a function of a call's work
+        (rows x features x classes multiply-adds) that returns one
+        (``_threads.KernelThreads``), asked at every call.
     feature_exponents : ndarray of shape (n_features,) of int, default=None
         Where X is a copy whose column j was scaled by ``2**-e_j`` (``_rescaling``), the
         exponents: the coefficient of the original column is ``W_j 2**-e_j`` and its
@@ -81,9 +83,10 @@ class LinearSoftmaxObjective:
         self.sample_weight = sample_weight
         self.n_classes = n_classes
         self.fit_intercept = fit_intercept
-        self.n_threads = n_threads
+        self.n_threads = n_threads if callable(n_threads) else (lambda work, n=n_threads: n)
         self._kernels = linear_kernels(n_classes)
         n_samples, n_features = X.shape
+        self._work = n_samples * (n_features + 1) * n_classes
         self.n_columns = 1 if n_classes == 2 else n_classes
         #: The columns of the kernels' (d, k) buffers that the parameters fill.
         self._columns = slice(n_classes - self.n_columns, n_classes)
@@ -93,7 +96,6 @@ class LinearSoftmaxObjective:
         #: Relative rounding of the objective's value: the kernels run in X's dtype.
         self.value_resolution = 64 * float(np.finfo(X.dtype).eps)
         weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
-        self._loss_scale = 1.0 / weight_sum
         #: sqrt(l2), with l2 = 1 / (C S) the penalty's curvature; 0 for C = inf. Finite
         #: and positive for every C > 0, where l2 itself may leave the float64 range
         #: (C = 1e307 over tiny features, whose coefficients are ~1e300): the penalty is
@@ -120,6 +122,18 @@ class LinearSoftmaxObjective:
         self._direction_intercept = np.zeros_like(self._intercept)
         self._out_coef_t = np.empty_like(self._coef_t)
         self._out_intercept = np.empty_like(self._intercept)
+        # Views of the parameters' columns of those buffers, for a caller that fills them
+        # in its own coordinates (``_preconditioning.StandardizedObjective``): W^T
+        # (d, n_columns) and b (n_columns,) of the point, and of the direction of a
+        # Hessian product, and the kernels' outputs, all in the dtype of X.
+        self.coef_buffer = self._coef_t[:, self._columns]
+        self.intercept_buffer = self._intercept[self._columns]
+        self.direction_coef_buffer = self._direction_coef_t[:, self._columns]
+        self.direction_intercept_buffer = self._direction_intercept[self._columns]
+        self.out_coef = self._out_coef_t[:, self._columns]
+        self.out_intercept = self._out_intercept[self._columns]
+        #: 1/S: the data term is the kernels' weighted sum times this.
+        self.loss_scale = 1.0 / weight_sum
 
     def pack(self, coef, intercept):
         """Flat float64 parameters from ``coef`` (n_columns, d) and ``intercept`` (n_columns,)."""
@@ -147,17 +161,37 @@ class LinearSoftmaxObjective:
         if self.fit_intercept:
             intercept[self._columns] = w[self.n_coef :]
 
+    def data_loss_gradient(self):
+        """The data term at the coefficients in the buffers: ``(1/S) sum_i s_i CE_i``
+        (a float), with its gradient, times S, in ``out_coef`` (d, n_columns) and
+        ``out_intercept`` (n_columns,), views of reused buffers in the dtype of X."""
+        loss = self._kernels.linear_loss_gradient(
+            self.X, self.labels, self.sample_weight, self._coef_t, self._intercept,
+            self._out_coef_t, self._out_intercept, self.n_threads(self._work),
+        )
+        return loss * self.loss_scale, self.out_coef, self.out_intercept
+
+    def data_hessian_product(self):
+        """The data term's Hessian at the coefficients in the buffers times the direction
+        in the direction buffers, times S, into ``out_coef`` and ``out_intercept``."""
+        self._kernels.linear_hessian_product(
+            self.X, self.sample_weight, self._coef_t, self._intercept,
+            self._direction_coef_t, self._direction_intercept,
+            self._out_coef_t, self._out_intercept, self.n_threads(self._work),
+        )
+        return self.out_coef, self.out_intercept
+
     def _model_gradient(self, w):
         """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
         penalty's gradient ``W / (C S)`` at ``w``, as a flat float64 vector."""
         grad = np.empty(self.n_params)
         grad_coef = grad[: self.n_coef].reshape(-1, self.n_columns)
-        np.multiply(self._out_coef_t[:, self._columns], self._loss_scale, out=grad_coef)
+        np.multiply(self._out_coef_t[:, self._columns], self.loss_scale, out=grad_coef)
         if np.any(self.penalty_root):
             root = self._coef_penalty_root
             grad[: self.n_coef] += root * (root * w[: self.n_coef])
         if self.fit_intercept:
-            np.multiply(self._out_intercept[self._columns], self._loss_scale, out=grad[self.n_coef :])
+            np.multiply(self._out_intercept[self._columns], self.loss_scale, out=grad[self.n_coef :])
         return grad
 
     def loss_gradient(self, w):
@@ -174,18 +208,9 @@ class LinearSoftmaxObjective:
             if np.any(self.penalty_root):
                 root_w = self._coef_penalty_root * w[: self.n_coef]
                 penalty = 0.5 * float(np.einsum("i,i", root_w, root_w))
-        loss = self._kernels.linear_loss_gradient(
-            self.X,
-            self.labels,
-            self.sample_weight,
-            self._coef_t,
-            self._intercept,
-            self._out_coef_t,
-            self._out_intercept,
-            self.n_threads,
-        )
+        loss, _, _ = self.data_loss_gradient()
         with np.errstate(over="ignore", invalid="ignore"):
-            value = loss * self._loss_scale + penalty
+            value = loss + penalty
             grad = self._model_gradient(w)
         if not (np.isfinite(value) and np.isfinite(grad).all()):
             return np.inf, np.zeros_like(w)
@@ -202,15 +227,5 @@ class LinearSoftmaxObjective:
         """
         self._set(w, self._coef_t, self._intercept)
         self._set(v, self._direction_coef_t, self._direction_intercept)
-        self._kernels.linear_hessian_product(
-            self.X,
-            self.sample_weight,
-            self._coef_t,
-            self._intercept,
-            self._direction_coef_t,
-            self._direction_intercept,
-            self._out_coef_t,
-            self._out_intercept,
-            self.n_threads,
-        )
+        self.data_hessian_product()
         return self._model_gradient(v)

@@ -34,6 +34,8 @@ gradient in the model's coordinates and in theta (``optimality``), so ``tol``
 means the same with or without it.
 """
 
+import math
+
 import numpy as np
 
 from ._dispatch import kernels
@@ -54,7 +56,9 @@ def column_moments(X, sample_weight, n_threads):
     X : ndarray of shape (n_samples, n_features), C-contiguous float32 or float64
     sample_weight : ndarray of shape (n_samples,) or (0,), dtype of X
         Non-negative weights with a positive sum; empty means unit weights.
-    n_threads : int
+    n_threads : int or callable
+        A thread count, or a function of the work that returns one (as for
+        ``LinearSoftmaxObjective``).
 
     Returns
     -------
@@ -62,6 +66,8 @@ def column_moments(X, sample_weight, n_threads):
     """
     n_features = X.shape[1]
     mean, variance, magnitude = (np.zeros(n_features) for _ in range(3))
+    if callable(n_threads):
+        n_threads = n_threads(X.shape[0] * X.shape[1])
     kernels.column_moments(X, sample_weight, mean, variance, magnitude, n_threads)
     std = np.sqrt(variance)
     weights = sample_weight if sample_weight.size else None
@@ -137,6 +143,18 @@ class StandardizedObjective:
         size = np.hypot(mean, inverse_scale) if self._fit_intercept else inverse_scale
         weight = np.minimum(1.0, MODEL_TEST_SCALE / np.maximum(size, MODEL_TEST_SCALE))
         self._model_test_weight = np.repeat(weight, self._k)
+        # The same test, fused: the weighted model-space gradient of the coefficients is
+        # grad_theta * (weight / D) + (weight mu) g_b, and 0 where a feature does not vary.
+        self._test_inverse_scale = (weight * inverse_scale)[:, None]
+        self._test_mean = np.where(self.varying, weight * mean, 0.0)[:, None]
+        # The objective in theta, fused (see loss_gradient): the data term's gradient
+        # pulls back as (D/S) (G_W - mu G_b), and the penalty ||root W||^2 / 2 is
+        # sum_j q_j ||theta_j||^2 / 2 with q_j = (root_j D_j)^2 <= c: always in range.
+        self._grad_scale = (scale * objective.loss_scale)[:, None]
+        self._grad_shift = (mean * scale * objective.loss_scale)[:, None]
+        self._penalty_curvature = ((penalty_root * scale) ** 2)[:, None]
+        self._has_penalty = bool(np.any(self._penalty_curvature))
+        self._shift_row = self.shift[None, :]
 
     def to_model(self, theta):
         """Model parameters ``w = T theta`` (a linear map)."""
@@ -208,12 +226,13 @@ class StandardizedObjective:
         ``MODEL_TEST_SCALE`` (1e4), the entry is measured as if scaled down to it: the
         first test is ``LogisticRegression``'s wherever it can be met.
         """
-        model_grad = self.model_gradient(grad_theta)
-        model_grad[: self._n_coef] *= self._model_test_weight
-        return max(
-            relative_gradient(value, grad_theta),
-            relative_gradient(value, model_grad),
-        )
+        if not (np.isfinite(value) and value > 0):
+            return np.inf
+        largest = max(grad_theta.max(), -grad_theta.min())
+        coef = grad_theta[: self._n_coef].reshape(-1, self._k) * self._test_inverse_scale
+        if self._fit_intercept:
+            coef += self._test_mean * grad_theta[self._n_coef :]
+        return float(max(largest, coef.max(), -coef.min())) / value
 
     def centre(self, v):
         """``v`` without its components along the directions that leave every softmax
@@ -238,17 +257,61 @@ class StandardizedObjective:
         rows -= rows.mean(axis=1, keepdims=True)
         return v
 
+    def _pull_back(self, out_coef, out_intercept, penalty_gradient, result):
+        """``result`` = the data term's gradient (or Hessian product) from the kernels'
+        outputs (times S, in the model's coordinates), pulled back to theta, plus the
+        penalty's ``penalty_gradient`` (``q theta``, or None), centred over the classes."""
+        n_coef = self._n_coef
+        coef = result[:n_coef].reshape(-1, self._k)
+        np.multiply(out_coef, self._grad_scale, out=coef)
+        if self._fit_intercept:
+            g_b = result[n_coef:]
+            np.multiply(out_intercept, self.objective.loss_scale, out=g_b)
+            coef -= self._grad_shift * out_intercept
+        if penalty_gradient is not None:
+            coef += penalty_gradient
+        if self._k > 1:
+            if self._fit_intercept:
+                g_b -= g_b.sum() / self._k
+            coef -= coef.sum(axis=1, keepdims=True) / self._k
+        return result
+
+    def _set(self, theta, coef_buffer, intercept_buffer):
+        """Write the model's W^T and b of ``theta`` into the kernels' buffers."""
+        theta_coef = theta[: self._n_coef].reshape(-1, self._k)
+        np.multiply(theta_coef, self.scale[:, None], out=coef_buffer)
+        if self._fit_intercept:
+            intercept_buffer[...] = theta[self._n_coef :] - self._shift_row @ theta_coef
+        return theta_coef
+
     def loss_gradient(self, theta):
-        """Objective value and its gradient with respect to theta."""
-        value, grad = self.objective.loss_gradient(self.to_model(theta))
-        return value, self.centre(self._pullback(grad))
+        """Objective value and its gradient with respect to theta (centred over the
+        classes), both float64; ``(inf, zeros)`` where either is not finite (a wild
+        line-search step)."""
+        objective = self.objective
+        with np.errstate(over="ignore", invalid="ignore"):
+            theta_coef = self._set(theta, objective.coef_buffer, objective.intercept_buffer)
+            penalty, penalty_gradient = 0.0, None
+            if self._has_penalty:
+                penalty_gradient = self._penalty_curvature * theta_coef
+                penalty = 0.5 * float(penalty_gradient.ravel() @ theta[: self._n_coef])
+            loss, out_coef, out_intercept = objective.data_loss_gradient()
+            value = loss + penalty
+            grad = self._pull_back(out_coef, out_intercept, penalty_gradient, np.empty_like(theta))
+            if not (math.isfinite(value) and math.isfinite(grad @ grad)):
+                return math.inf, np.zeros_like(theta)
+        return value, grad
 
     def hessian_product(self, theta, direction):
         """``T^T H T direction``, the Hessian in theta applied to a direction (both
         without their components along shifts common to all classes)."""
+        objective = self.objective
         direction = self.centre(direction)
-        return self.centre(
-            self._pullback(
-                self.objective.hessian_product(self.to_model(theta), self.to_model(direction))
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._set(theta, objective.coef_buffer, objective.intercept_buffer)
+            direction_coef = self._set(
+                direction, objective.direction_coef_buffer, objective.direction_intercept_buffer
             )
-        )
+            out_coef, out_intercept = objective.data_hessian_product()
+            penalty = self._penalty_curvature * direction_coef if self._has_penalty else None
+            return self._pull_back(out_coef, out_intercept, penalty, np.empty_like(theta))

@@ -15,7 +15,8 @@ the rounding of the objective.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
+
+from ._lbfgs import minimize_lbfgs
 
 
 @dataclass(frozen=True)
@@ -46,31 +47,6 @@ class SolverResult:
     reached_max_iter: bool = False
 
 
-class _Converged(Exception):
-    """Raised from scipy's callback when the gradient criterion is met."""
-
-
-class _HandOver(Exception):
-    """Raised from scipy's callback when L-BFGS is too slow to be worth continuing."""
-
-
-class _Tracker:
-    """Wraps ``loss_gradient``: remembers the last point and its value and gradient, so
-    that a repeated evaluation at the same point costs nothing."""
-
-    def __init__(self, loss_gradient):
-        self.loss_gradient = loss_gradient
-        self.w = None
-        self.value = np.nan
-        self.grad = None
-
-    def __call__(self, w):
-        if self.w is None or not np.array_equal(w, self.w):
-            self.value, self.grad = self.loss_gradient(w)
-            self.w = np.array(w, dtype=np.float64)
-        return self.value, self.grad
-
-
 def _report(name, iteration, value, optimality, extra=""):
     print(
         f"[{name}] iter {iteration:4d}  objective {value:.12e}  max|grad|/objective "
@@ -83,9 +59,9 @@ def _report(name, iteration, value, optimality, extra=""):
 # _RATE_MIN_ITER iterations, the rate at which it has reduced the best optimality over
 # the last _RATE_WINDOW iterations projects more than _RATE_MAX_REMAINING more
 # iterations to reach tol. The rule depends on the problem and tol, not on max_iter.
-_RATE_MIN_ITER = 20
+_RATE_MIN_ITER = 30
 _RATE_WINDOW = 10
-_RATE_MAX_REMAINING = 40
+_RATE_MAX_REMAINING = 60
 
 
 def _too_slow(history, tol):
@@ -101,17 +77,17 @@ def _too_slow(history, tol):
 
 
 def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_over=False):
-    """Minimize with scipy's L-BFGS-B, with ``LogisticRegression``'s settings.
+    """Minimize by L-BFGS (``_lbfgs.minimize_lbfgs``), with ``LogisticRegression``'s
+    memory (10 pairs) and line-search budget (50 trials).
 
-    It converges only when the gradient criterion is met. When L-BFGS-B stops
-    before (its relative decrease of the objective fell below ``ftol``, or its line
-    search failed), the result is not converged and says why: a stall is not
-    convergence.
+    It converges only when the gradient criterion is met. When its line search finds
+    no step that decreases the objective before that, the result is not converged and
+    says why: a stall is not convergence.
 
     Parameters
     ----------
     objective : object
-        With ``loss_gradient`` and ``optimality``.
+        With ``loss_gradient``, ``optimality`` and ``value_resolution``.
     w0 : ndarray
         Starting point (float64, 1-D).
     tol : float
@@ -130,68 +106,31 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_ove
     -------
     result : SolverResult
     """
-    tracker = _Tracker(objective.loss_gradient)
-    value, grad = tracker(w0)
-    optimality = objective.optimality(value, grad)
-    if verbose > 0:
-        _report("lbfgs", 0, value, optimality)
-    if optimality <= tol:
-        return SolverResult(w0.copy(), float(value), 0, True, "gradient below tol at the start")
-    if max_iter == 0:
-        return SolverResult(w0.copy(), float(value), 0, False, "reached max_iter", True)
-    iteration = [0]
-    last = [w0]
-    history = [optimality]
+    history = []
 
-    def callback(wk):
-        iteration[0] += 1
-        last[0] = np.array(wk)
-        value, grad = tracker(wk)
-        optimality = objective.optimality(value, grad)
-        history.append(min(history[-1], optimality))
+    def callback(iteration, w, value, optimality):
+        history.append(min(history[-1], optimality) if history else optimality)
         if verbose > 0:
-            _report("lbfgs", iteration[0], value, optimality)
-        if optimality <= tol:
-            raise _Converged
-        if hand_over and _too_slow(history, tol):
-            raise _HandOver
+            _report("lbfgs", iteration, value, optimality)
+        return hand_over and _too_slow(history, tol)
 
-    try:
-        result = minimize(
-            tracker,
-            w0,
-            method="L-BFGS-B",
-            jac=True,
-            callback=callback,
-            # The gradient criterion is ours (in the callback): gtol=0 leaves it to us, and
-            # ftol=0 stops L-BFGS-B only where the objective does not decrease at all.
-            options={"maxiter": max_iter, "maxls": 50, "gtol": 0.0, "ftol": 0.0},
-        )
-    except _Converged:
-        w = last[0]
-        return SolverResult(w, float(tracker(w)[0]), iteration[0], True, "gradient below tol")
-    except _HandOver:
-        w = last[0]
-        return SolverResult(
-            w, float(tracker(w)[0]), iteration[0], False, "too slow to reach tol; handing over"
-        )
-    # scipy stopped: at max_iter, or on a stall (ftol, or a failed line search).
-    value, grad = tracker(result.x)
-    reached_max_iter = bool(result.status == 1)
-    if reached_max_iter:
-        message = "reached max_iter"
-    else:
-        message = (
-            "L-BFGS-B stopped making progress before the gradient met tol "
-            f"({str(result.message).strip(' .:').lower()})"
-        )
+    value, grad = objective.loss_gradient(w0)
+    history.append(objective.optimality(value, grad))
+    if verbose > 0:
+        _report("lbfgs", 0, value, history[0])
+    w, value, grad, n_iter, status = minimize_lbfgs(
+        objective, w0, tol=tol, max_iter=max_iter, callback=callback, start=(value, grad)
+    )
+    messages = {
+        "converged": "gradient below tol",
+        "max_iter": "reached max_iter",
+        "callback": "too slow to reach tol; handing over",
+        "line search": "L-BFGS stopped making progress before the gradient met tol "
+                       "(no step along its direction decreased the objective)",
+    }
     return SolverResult(
-        w=result.x,
-        objective=float(value),
-        n_iter=int(result.nit),
-        converged=objective.optimality(value, grad) <= tol,
-        message=message,
-        reached_max_iter=reached_max_iter,
+        w=w, objective=float(value), n_iter=n_iter, converged=status == "converged",
+        message=messages[status], reached_max_iter=status == "max_iter",
     )
 
 
@@ -395,8 +334,8 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=
 
     L-BFGS is the faster of the two on well-conditioned problems, where each of its
     iterations costs one pass over X and few are needed. It hands over to newton-cg
-    when it stalls, or when, after 20 iterations, the rate at which it reduces the
-    optimality projects more than 40 further iterations (``_too_slow``: nearly
+    when it stalls, or when, after 30 iterations, the rate at which it reduces the
+    optimality projects more than 60 further iterations (``_too_slow``: nearly
     separable classes under a
     weak penalty, curvature that differs by orders of magnitude between directions,
     which no rescaling of the features removes); newton-cg's Hessian products take

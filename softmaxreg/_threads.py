@@ -1,19 +1,36 @@
-"""Thread counts: ``n_jobs`` -> OpenMP threads, and BLAS kept single-threaded.
+"""Thread counts: ``n_jobs`` -> OpenMP threads per kernel call, and BLAS kept single-threaded.
 
 ``n_jobs=None`` means ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS``
 and :func:`threadpoolctl.threadpool_limits`; ``-1`` means every CPU this process
 may run on; ``-2`` all but one, and so on; a positive int means that many threads.
+That count is an upper bound: each kernel call gets (:class:`KernelThreads`)
+
+- no more threads than its work pays for (``MIN_WORK_PER_THREAD``): waking a thread
+  and joining it costs microseconds, which a call on a few hundred rows does not
+  repay;
+- with ``n_jobs=None``, no more than the CPUs that other processes (and the other
+  fits of this process) leave idle (:class:`CpuLoad`). An OpenMP team waits at its
+  barrier for its slowest thread: where another process holds the core of one of
+  its threads, every kernel call waits for the scheduler to hand the core back,
+  and a fit takes tens of times longer than on one thread. An explicit ``n_jobs``
+  is taken as asked (up to the work), so that its results are reproducible.
+
+Nothing here changes a setting that other code in the process sees after a fit:
+BLAS is limited to one thread by a process-wide, reference-counted limit
+(:func:`limited_blas`), restored when the last fit that holds it ends.
 """
 
 import os
+import threading
+import time
 from contextlib import contextmanager
 from numbers import Integral
 
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
+from ._config import warn_serial_build
 from ._kernels import openmp_enabled, openmp_max_threads
-
-_controller = None
 
 
 def available_cpus():
@@ -26,6 +43,13 @@ def available_cpus():
 
 # |n_jobs| beyond this is a mistake (2**31 would not even fit OpenMP's int).
 MAX_N_JOBS = 2**16
+
+# Multiply-adds (rows x features x classes) from which a kernel call pays for one more
+# thread: about 15 microseconds of work on one core, several times what it costs to
+# wake a sleeping thread and join it (benchmarks/bench_threads.py measures both).
+MIN_WORK_PER_THREAD = 2**15
+# The work of a softmax over one logit, in multiply-adds (an exp, a log1p, compensated sums).
+ROW_WISE_WORK = 16
 
 
 def n_threads_from_n_jobs(n_jobs):
@@ -63,6 +87,7 @@ def n_threads_from_n_jobs(n_jobs):
             f"count of at most {MAX_N_JOBS}."
         )
     if not openmp_enabled():
+        warn_serial_build(n_jobs)
         return 1
     cpus = available_cpus()
     if n_jobs is None:
@@ -72,16 +97,149 @@ def n_threads_from_n_jobs(n_jobs):
     return min(int(n_jobs), cpus)
 
 
-@contextmanager
-def single_threaded_blas():
-    """Limit BLAS to one thread, so that it never competes with the OpenMP kernels.
+class CpuLoad:
+    """How many of this process's CPUs other processes and other fits leave idle.
 
-    OpenBLAS threads that spin after a call, or BLAS called from inside OpenMP
-    threads, oversubscribe the cores. The controller is created once and reused,
-    which keeps the per-call overhead to a few microseconds.
+    Linux only: from the busy time of this process's CPUs (``/proc/stat``, the
+    CPUs of its affinity mask; steal time counts as busy) minus the CPU time of
+    this process itself, over the last ``window`` seconds or more. The CPU time of
+    this process's threads is its own, so a fit's own threads never make it look
+    busy; the CPUs left are then shared by the fits running at the same time in
+    this process (``active_fits``). Elsewhere, and where ``/proc/stat`` cannot be
+    read, every CPU counts as idle.
+
+    The measure looks back, so a load that starts in the middle of a fit is seen
+    within a window; the estimate is updated at most once per window and reading
+    it otherwise costs a clock read.
     """
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
+
+    def __init__(self, window=0.1):
+        self.window = window
+        self._lock = threading.Lock()
+        try:
+            self._cpus = {f"cpu{c}" for c in os.sched_getaffinity(0)}
+            self._tick = 1.0 / os.sysconf("SC_CLK_TCK")
+            self._last = self._sample()
+        except (AttributeError, OSError, ValueError):
+            self._last = None
+        self._idle = float(available_cpus())
+        self.active_fits = 0
+
+    def _sample(self):
+        busy = 0
+        with open("/proc/stat", "rb") as stat:
+            for line in stat:
+                if not line.startswith(b"cpu"):
+                    break
+                fields = line.split()
+                if fields[0].decode() in self._cpus:
+                    # user nice system idle iowait irq softirq steal: all but idle, iowait.
+                    values = [int(v) for v in fields[1:9]]
+                    busy += sum(values) - values[3] - values[4]
+        return time.monotonic(), busy * self._tick, time.process_time()
+
+    def idle(self):
+        """CPUs (a float) that other processes left idle over the last window or more."""
+        if self._last is None:
+            return self._idle
+        now = time.monotonic()
+        if now - self._last[0] < self.window:
+            return self._idle
+        with self._lock:
+            if now - self._last[0] >= self.window:
+                try:
+                    sample = self._sample()
+                except OSError:
+                    self._last = None
+                    return self._idle
+                wall = sample[0] - self._last[0]
+                others = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
+                self._idle = min(max(len(self._cpus) - others / wall, 0.0), len(self._cpus))
+                self._last = sample
+        return self._idle
+
+    def threads(self):
+        """Threads a fit may use now: the idle CPUs, shared by this process's active
+        fits, rounded to the nearest count and at least 1."""
+        return max(1, int(self.idle() / max(self.active_fits, 1) + 0.5))
+
+
+cpu_load = CpuLoad()
+
+
+class KernelThreads:
+    """The OpenMP threads for each kernel call of a fit or a prediction.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        As for :func:`n_threads_from_n_jobs`, which gives the upper bound ``limit``.
+        With None, a call also gets no more threads than ``cpu_load.threads()``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`n_threads_from_n_jobs`.
+    """
+
+    def __init__(self, n_jobs):
+        self.limit = n_threads_from_n_jobs(n_jobs)
+        self.adaptive = n_jobs is None and self.limit > 1
+
+    def __call__(self, work):
+        """Threads for a call of ``work`` multiply-adds (rows x features x classes)."""
+        n = min(self.limit, max(1, int(work) // MIN_WORK_PER_THREAD))
+        if self.adaptive and n > 1:
+            n = min(n, cpu_load.threads())
+        return n
+
+
+_controller = None
+_blas_lock = threading.Lock()
+_blas_holders = 0
+_blas_limiter = None
+
+
+@contextmanager
+def limited_blas():
+    """Limit BLAS to one thread for the duration of a fit, reference-counted across threads.
+
+    The first fit to enter saves BLAS's limits and sets one thread; the last to leave
+    restores the saved limits. Fits that overlap in Python threads therefore leave
+    the process as they found it, whatever their order (a plain save-and-restore per
+    fit would restore the one-thread limit that another fit had set). OpenBLAS
+    threads that spin after a call, or BLAS called from inside the kernels' threads,
+    would oversubscribe the cores. It also counts the fits running at once, among
+    which ``cpu_load`` shares the idle CPUs.
+    """
+    global _controller, _blas_holders, _blas_limiter
+    with _blas_lock:
+        if _blas_holders == 0:
+            if _controller is None:
+                _controller = ThreadpoolController()
+            _blas_limiter = _controller.limit(limits=1, user_api="blas")
+            _release_blas_control()
+        _blas_holders += 1
+        cpu_load.active_fits += 1
+    try:
         yield
+    finally:
+        with _blas_lock:
+            cpu_load.active_fits -= 1
+            _blas_holders -= 1
+            if _blas_holders == 0:
+                _blas_limiter.restore_original_limits()
+                _release_blas_control()
+                _blas_limiter = None
+
+
+def _release_blas_control():
+    """Let any thread set OpenBLAS's limit again.
+
+    threadpoolctl >= 3.6 lets only one thread, the first to set it, change the limit of
+    an OpenBLAS with its own (pthreads) thread pool, until that thread lets go; the last
+    fit to leave ``limited_blas`` may run in another thread than the first.
+    """
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None:
+        clear()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._dispatch import kernels as _kernels
-from ._threads import n_threads_from_n_jobs
+from ._threads import KernelThreads, ROW_WISE_WORK
 from ._validation import check_float_array, check_sample_weight
 
 __all__ = ["softmax", "log_softmax", "softmax_cross_entropy"]
@@ -15,7 +15,7 @@ def _row_wise(kernel, logits, n_jobs):
         raise ValueError("logits must have at least one column (class).")
     z2 = z.reshape(1, -1) if z.ndim == 1 else z
     out = np.empty_like(z2)
-    kernel(z2, out, n_threads_from_n_jobs(n_jobs))
+    kernel(z2, out, KernelThreads(n_jobs)(ROW_WISE_WORK * z2.size))
     return out.reshape(z.shape)
 
 
@@ -154,7 +154,7 @@ def softmax_cross_entropy(logits, targets, sample_weight=None, *, n_jobs=None):
     if k == 0:
         raise ValueError("logits must have at least one column (class).")
     sw = check_sample_weight(sample_weight, n, z.dtype, require_positive_sum=False)
-    n_threads = n_threads_from_n_jobs(n_jobs)
+    n_threads = KernelThreads(n_jobs)(ROW_WISE_WORK * z.size)
     loss = np.empty(n, dtype=np.float64)
     grad = np.empty_like(z)
 

@@ -126,7 +126,8 @@ def test_warm_start_from_any_point_reaches_the_cold_optimum(name, C, scale, seed
 def test_a_stall_is_not_convergence():
     """Raw digits, C=1000, tol=1e-10, max_iter=10000: the fit reaches tol (gap below 1e-10)
     instead of stopping where L-BFGS-B's objective stops decreasing; with max_iter=1000 it is
-    the same model. solver="lbfgs" alone says that it stalled."""
+    the same model. solver="lbfgs" alone gets there too (its line search keeps descending
+    below the rounding of F, on the slope), or says that it stalled."""
     X, y = DATA["digits"]()
     models = {}
     for max_iter in (1000, 10_000):
@@ -135,9 +136,13 @@ def test_a_stall_is_not_convergence():
         assert objective(X, y, models[max_iter], 1000) <= optimum("digits", 1000) * (1 + 1e-10)
     assert_allclose(models[10_000].coef_, models[1000].coef_, rtol=0, atol=1e-6)
     lbfgs = SoftmaxRegressor(C=1000, tol=1e-10, max_iter=10_000, solver="lbfgs")
-    (warning,) = fit_quietly(lbfgs, X, y)
-    assert "stopped making progress" in str(warning.message)
-    assert "solver='auto' or 'newton-cg'" in str(warning.message)
+    warned = fit_quietly(lbfgs, X, y)
+    if warned:
+        (warning,) = warned
+        assert "stopped making progress" in str(warning.message)
+        assert "solver='auto' or 'newton-cg'" in str(warning.message)
+    else:
+        assert objective(X, y, lbfgs, 1000) <= optimum("digits", 1000) * (1 + 1e-10)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

@@ -11,7 +11,10 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from softmaxreg import SoftmaxRegressor, _estimator, softmax
 from softmaxreg._kernels import openmp_enabled, openmp_max_threads
-from softmaxreg._threads import available_cpus, n_threads_from_n_jobs, single_threaded_blas
+from softmaxreg import _threads
+from softmaxreg._threads import (
+    MIN_WORK_PER_THREAD, KernelThreads, available_cpus, limited_blas, n_threads_from_n_jobs,
+)
 
 needs_openmp = pytest.mark.skipif(not openmp_enabled(), reason="built without OpenMP")
 
@@ -96,14 +99,126 @@ def _blas_threads():
     return {info["internal_api"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
 
 
-def test_single_threaded_blas_limits_and_restores():
+def test_limited_blas_limits_and_restores():
     before = _blas_threads()
-    with single_threaded_blas():
+    with limited_blas():
+        assert all(n == 1 for n in _blas_threads().values())
+        with limited_blas():
+            assert all(n == 1 for n in _blas_threads().values())
         assert all(n == 1 for n in _blas_threads().values())
     assert _blas_threads() == before
 
 
-def test_fit_runs_the_solver_with_single_threaded_blas(monkeypatch):
+# Run in a fresh process: OpenBLAS's limit is process-wide, and threadpoolctl lets only one
+# thread change it until that thread lets go, so the test must own the process's state.
+_OVERLAPPING_FITS = r"""
+import sys, threading, time
+import numpy as np
+from threadpoolctl import threadpool_info
+from softmaxreg import SoftmaxRegressor, _estimator
+from softmaxreg._threads import limited_blas
+
+def blas():
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+before = blas()
+if not before or max(before) < 2:
+    print("SKIP"); sys.exit()
+real = _estimator._SOLVERS["lbfgs"]
+seen = []
+
+def slow(*args, **kwargs):
+    seen.append(blas())
+    time.sleep(float(sys.argv[1]))
+    return real(*args, **kwargs)
+
+_estimator._SOLVERS["lbfgs"] = slow
+X = np.random.default_rng(0).standard_normal((200, 5)); y = np.arange(200) % 3
+first_in_main = sys.argv[2] == "main"
+fit = lambda: SoftmaxRegressor(solver="lbfgs").fit(X, y)
+for run in range(5):
+    other = threading.Thread(target=fit)
+    if first_in_main:   # the main thread starts first and ends first; the other ends last
+        other_start = threading.Timer(0.02, other.start); other_start.start()
+        fit(); other_start.join(); other.join()
+    else:               # a thread starts first; the main thread starts 20 ms later
+        other.start(); time.sleep(0.02); fit(); other.join()
+    assert blas() == before, (run, blas(), before)
+assert all(max(s) == 1 for s in seen), seen
+print("OK", before)
+"""
+
+
+@pytest.mark.parametrize("first", ["main", "thread"])
+@pytest.mark.parametrize("overlap", [0.0, 0.05])
+def test_fits_overlapping_in_threads_leave_blas_as_found(first, overlap, tmp_path):
+    """Two fits in Python threads, the second started 20 ms after the first, five times: BLAS
+    is limited to one thread during each fit and the process's limit afterwards is what it
+    was before (the issue's case: a plain save-and-restore per fit left it at 1)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _OVERLAPPING_FITS, str(overlap), first],
+        capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, OPENBLAS_NUM_THREADS="2"),
+    )
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("SKIP"):
+        pytest.skip("BLAS runs on one thread here: nothing to restore")
+    assert out.stdout.startswith("OK"), out.stdout
+
+
+def test_small_kernel_calls_run_on_one_thread():
+    """A call pays for a thread per MIN_WORK_PER_THREAD multiply-adds; explicit n_jobs is an
+    upper bound that the load never lowers."""
+    threads = KernelThreads(2)
+    assert threads(1) == 1
+    assert threads(MIN_WORK_PER_THREAD - 1) == 1
+    assert threads(2 * MIN_WORK_PER_THREAD) == min(2, n_threads_from_n_jobs(2))
+    assert not threads.adaptive
+
+
+class FakeStat:
+    """/proc/stat as seen by CpuLoad: other processes busy on ``busy`` CPUs."""
+
+    def __init__(self, busy, cpus):
+        self.busy, self.cpus, self.now = busy, cpus, 0.0
+
+    def sample(self):
+        self.now += 1.0
+        return self.now, self.now * self.busy, 0.0
+
+
+@pytest.mark.parametrize("busy, active, expected", [(0.0, 1, 2), (0.1, 1, 2), (1.0, 1, 1), (2.0, 1, 1), (0.0, 2, 1)])
+def test_the_default_uses_the_cpus_other_processes_leave_idle(monkeypatch, busy, active, expected):
+    """n_jobs=None: as many threads as idle CPUs, shared by the fits running at once."""
+    load = _threads.CpuLoad(window=0.0)
+    fake = FakeStat(busy, 2)
+    monkeypatch.setattr(load, "_sample", fake.sample)
+    monkeypatch.setattr(load, "_cpus", {"cpu0", "cpu1"})
+    load._last = fake.sample()
+    load.active_fits = active
+    monkeypatch.setattr(_threads, "cpu_load", load)
+    threads = KernelThreads(None)
+    threads.limit, threads.adaptive = 2, True  # as on a 2-CPU machine with OpenMP
+    assert threads(10**9) == expected
+
+
+def test_own_threads_do_not_count_as_load(monkeypatch):
+    """The process's own CPU time (its OpenMP threads spinning, say) is not other processes'."""
+    load = _threads.CpuLoad(window=0.0)
+    samples = iter([(0.0, 0.0, 0.0), (1.0, 2.0, 2.0)])  # both CPUs busy, all of it ours
+    monkeypatch.setattr(load, "_sample", lambda: next(samples))
+    monkeypatch.setattr(load, "_cpus", {"cpu0", "cpu1"})
+    load._last = load._sample()
+    assert load.idle() == 2.0
+
+
+def test_cpu_load_reads_this_machine():
+    """On Linux the measure is a number of CPUs between 0 and the CPUs of this process."""
+    load = _threads.CpuLoad(window=0.0)
+    value = load.idle()
+    assert 0.0 <= value <= available_cpus()
+
+
+def test_fit_runs_the_solver_with_limited_blas(monkeypatch):
     """BLAS never competes with the OpenMP kernels during a fit."""
     seen = []
     real = _estimator._SOLVERS["lbfgs"]
