@@ -15,7 +15,7 @@ from ._objective import LinearSoftmaxObjective
 from ._preconditioning import StandardizedObjective, column_moments
 from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
-from ._threads import ROW_WISE_WORK, KernelThreads, limited_blas
+from ._threads import ROW_WISE_WORK, KernelThreads, fitting
 from ._validation import check_sample_weight
 
 _SOLVERS = {
@@ -244,7 +244,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         n_threads = KernelThreads(self.n_jobs)
         sw, C = self._weights_and_c(sample_weight, classes, labels)
         sw = sw.astype(X.dtype)  # at most 1: X's dtype holds them
-        with limited_blas():
+        with fitting(n_threads):
             mean, std, magnitude = column_moments(X, sw, n_threads)
             X_fit, column_exponents = scale_extreme_columns(X, magnitude)
             if column_exponents is not None:  # the moments of the scaled copy, exactly

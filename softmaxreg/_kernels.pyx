@@ -48,12 +48,21 @@ cdef extern from *:
     static int softmaxreg_cpu_has_avx2_fma(void) { return 0; }
     static int softmaxreg_cpu_has_avx512(void) { return 0; }
     #endif
+
+    #if defined(__linux__)
+    #include <unistd.h>
+    #include <sys/syscall.h>
+    static long softmaxreg_thread_id(void) { return (long) syscall(SYS_gettid); }
+    #else
+    static long softmaxreg_thread_id(void) { return 0; }
+    #endif
     """
     const int SOFTMAXREG_OPENMP
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
     int softmaxreg_cpu_has_avx2_fma() noexcept nogil
     int softmaxreg_cpu_has_avx512() noexcept nogil
+    long softmaxreg_thread_id() noexcept nogil
 
 
 cdef extern from "_tiles.h" nogil:
@@ -135,6 +144,27 @@ def cpu_has_avx2_fma():
 def cpu_has_avx512():
     """Return True if this CPU (and its OS) can run AVX-512 F, DQ and VL instructions."""
     return bool(softmaxreg_cpu_has_avx512())
+
+
+def openmp_thread_ids(int n_threads):
+    """Return the OS thread ids (Linux ``gettid``) of a team of ``n_threads`` OpenMP
+    threads started from the calling thread, the calling thread's first.
+
+    The OpenMP runtime keeps a team's threads for the next parallel regions of the
+    same thread, so these are the threads that run the kernels called from it with
+    up to ``n_threads`` threads. Ids are 0 where the OS has none to give; a serial
+    build returns the calling thread's alone.
+    """
+    cdef int n = max(n_threads, 1), t
+    cdef long *ids = <long *> _checked_calloc(n, sizeof(long))
+    try:
+        with nogil, parallel(num_threads=n):
+            t = omp_get_thread_num()
+            if t < n:
+                ids[t] = softmaxreg_thread_id()
+        return [ids[t] for t in range(n) if ids[t] != 0 or t == 0]
+    finally:
+        free(ids)
 
 
 def openmp_max_threads():

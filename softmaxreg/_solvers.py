@@ -201,6 +201,8 @@ def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter):
     return p, decrease(p, residual), max_iter
 
 
+# The CG residual never needs to be below this fraction of tol times the objective.
+_RESIDUAL_OF_TOL = 0.1
 # Inner conjugate-gradient iterations per Newton step, at most (as scikit-learn's newton-cg).
 _MAX_CG_ITER = 200
 # Trust-region constants of TRON (Lin & More 1999; LIBLINEAR): a step is taken when the
@@ -290,10 +292,13 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         scaled = grad_norm / abs(value) if value else grad_norm
         relative = grad_norm / first_norm if warm_start else 0.0
         forcing = min(0.5, max(scaled, relative))
+        # No more accurate than the stopping test needs: the next gradient is about the
+        # CG residual, so a residual of a tenth of tol (relative to F) is enough.
+        residual = max(forcing * grad_norm, min(_RESIDUAL_OF_TOL * tol * abs(value), 0.5 * grad_norm))
         with np.errstate(over="ignore", invalid="ignore"):
             step, predicted, products = _steihaug_cg(
                 lambda v: objective.hessian_product(w, v),
-                grad, radius, forcing * grad_norm, _MAX_CG_ITER,
+                grad, radius, residual, _MAX_CG_ITER,
             )
         n_products += products
         step_norm = np.sqrt(step @ step)

@@ -30,7 +30,7 @@ import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from ._config import warn_serial_build
-from ._kernels import openmp_enabled, openmp_max_threads
+from ._kernels import openmp_enabled, openmp_max_threads, openmp_thread_ids
 
 
 def available_cpus():
@@ -98,15 +98,17 @@ def n_threads_from_n_jobs(n_jobs):
 
 
 class CpuLoad:
-    """How many of this process's CPUs other processes and other fits leave idle.
+    """How many of this process's CPUs are left idle by everything but the running fits.
 
-    Linux only: from the busy time of this process's CPUs (``/proc/stat``, the
-    CPUs of its affinity mask; steal time counts as busy) minus the CPU time of
-    this process itself, over the last ``window`` seconds or more. The CPU time of
-    this process's threads is its own, so a fit's own threads never make it look
-    busy; the CPUs left are then shared by the fits running at the same time in
-    this process (``active_fits``). Elsewhere, and where ``/proc/stat`` cannot be
-    read, every CPU counts as idle.
+    Linux only: the busy time of this process's CPUs (``/proc/stat``, the CPUs of
+    its affinity mask; steal time counts as busy) minus the CPU time of the fits'
+    own threads (``/proc/self/task``: the Python threads running fits and their
+    OpenMP teams, registered by :func:`fitting`), over the last ``window`` seconds
+    or more. Other processes count, and so do this process's other threads: BLAS
+    threads that spin for a while after a matrix product, a fit's neighbour in
+    another Python thread. The CPUs left are shared by the fits running at once
+    (``active_fits``). Elsewhere, and where ``/proc`` cannot be read, every CPU
+    counts as idle.
 
     The measure looks back, so a load that starts in the middle of a fit is seen
     within a window; the estimate is updated at most once per window and reading
@@ -116,16 +118,23 @@ class CpuLoad:
     def __init__(self, window=0.1):
         self.window = window
         self._lock = threading.Lock()
+        self._threads = {}  # registered thread id -> number of registrations
+        self._idle = float(available_cpus())
+        self.active_fits = 0
         try:
             self._cpus = {f"cpu{c}" for c in os.sched_getaffinity(0)}
             self._tick = 1.0 / os.sysconf("SC_CLK_TCK")
             self._last = self._sample()
         except (AttributeError, OSError, ValueError):
             self._last = None
-        self._idle = float(available_cpus())
-        self.active_fits = 0
+
+    def _thread_seconds(self, tid):
+        with open(f"/proc/self/task/{tid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * self._tick  # utime + stime
 
     def _sample(self):
+        """(monotonic seconds, busy seconds of our CPUs, {thread id: its CPU seconds})."""
         busy = 0
         with open("/proc/stat", "rb") as stat:
             for line in stat:
@@ -136,10 +145,38 @@ class CpuLoad:
                     # user nice system idle iowait irq softirq steal: all but idle, iowait.
                     values = [int(v) for v in fields[1:9]]
                     busy += sum(values) - values[3] - values[4]
-        return time.monotonic(), busy * self._tick, time.process_time()
+        own = {}
+        for tid in list(self._threads):
+            try:
+                own[tid] = self._thread_seconds(tid)
+            except (OSError, IndexError, ValueError):  # the thread has ended
+                pass
+        return time.monotonic(), busy * self._tick, own
+
+    def register(self, tids):
+        """Count these threads' CPU time as the fits' own (not load), until unregistered."""
+        if self._last is None:
+            return
+        with self._lock:
+            for tid in tids:
+                if self._threads.get(tid, 0) == 0:
+                    try:  # its CPU time so far is not part of the next window's
+                        self._last[2][tid] = self._thread_seconds(tid)
+                    except (OSError, IndexError, ValueError):
+                        continue
+                self._threads[tid] = self._threads.get(tid, 0) + 1
+
+    def unregister(self, tids):
+        with self._lock:
+            for tid in tids:
+                count = self._threads.get(tid, 0) - 1
+                if count > 0:
+                    self._threads[tid] = count
+                else:
+                    self._threads.pop(tid, None)
 
     def idle(self):
-        """CPUs (a float) that other processes left idle over the last window or more."""
+        """CPUs (a float) that the rest of the machine left idle over the last window or more."""
         if self._last is None:
             return self._idle
         now = time.monotonic()
@@ -153,7 +190,9 @@ class CpuLoad:
                     self._last = None
                     return self._idle
                 wall = sample[0] - self._last[0]
-                others = (sample[1] - self._last[1]) - (sample[2] - self._last[2])
+                own = sum(seconds - self._last[2][tid] for tid, seconds in sample[2].items()
+                          if tid in self._last[2])
+                others = (sample[1] - self._last[1]) - own
                 self._idle = min(max(len(self._cpus) - others / wall, 0.0), len(self._cpus))
                 self._last = sample
         return self._idle
@@ -243,3 +282,24 @@ def _release_blas_control():
     clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
     if clear is not None:
         clear()
+
+
+@contextmanager
+def fitting(threads):
+    """The extent of a fit: BLAS limited (:func:`limited_blas`), and the fit's threads
+    (the calling one and its OpenMP team of ``threads.limit``) registered with
+    ``cpu_load`` as its own, where ``threads`` adapts to the load.
+
+    Parameters
+    ----------
+    threads : KernelThreads
+    """
+    with limited_blas():
+        tids = []
+        if threads.adaptive:
+            tids = [threading.get_native_id(), *openmp_thread_ids(threads.limit)]
+            cpu_load.register(tids)
+        try:
+            yield
+        finally:
+            cpu_load.unregister(tids)

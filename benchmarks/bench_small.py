@@ -1,0 +1,337 @@
+"""(d) Small fits, grid searches and busy machines (issue 9).
+
+Three scenarios, each timed side by side in one run (median after a warm-up):
+
+1. **Small fits.** Digits, standardized and raw: ``SoftmaxRegressor()`` (default
+   threads) against ``LogisticRegression()`` with BLAS at one thread, both at their
+   defaults, and the time each takes to reach the other's objective gap. The
+   solvers' iterates do not depend on ``max_iter`` (a larger ``max_iter`` continues
+   the same sequence), so the time to a gap is that of the fit with the smallest
+   ``max_iter`` whose gap is at most the target, found by bisection.
+2. **Grid searches.** ``GridSearchCV`` over 20 values of C (``np.logspace(-4, 4,
+   20)``) with 5 folds, on standardized digits and on a standardized 20,000 x 50
+   problem with 5 classes, with ``GridSearchCV(n_jobs=1)`` (BLAS at one thread for
+   LogisticRegression) and ``GridSearchCV(n_jobs=-1)`` (joblib's processes, which
+   limit every library's threads to their share of the cores).
+3. **A busy machine.** The default fit (``n_jobs=None``) against ``n_jobs=1`` on
+   digits, P1 and P3, first on a quiet machine and then while as many processes as
+   there are CPUs spin (each stops by itself after a bounded time); and ``n_jobs=2``
+   (two threads forced) on digits, for the contrast. CPU seconds per fit say how
+   much the threads burnt.
+
+Run alone: ``python -P benchmarks/bench_small.py [--quick] [--only small|grid|busy]``.
+Writes ``results/small.md`` (``results/quick/`` with ``--quick``).
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from threadpoolctl import threadpool_limits
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from machine import busy_warning  # noqa: E402
+from problems import make_problem, objective  # noqa: E402
+from timing import markdown_table  # noqa: E402
+
+from softmaxreg import SoftmaxRegressor  # noqa: E402
+from softmaxreg._threads import available_cpus  # noqa: E402
+
+GRID_CS = np.logspace(-4, 4, 20)
+
+
+def timed(fn, repeats, warmup=1):
+    """(median, min, max) wall seconds and median CPU seconds of ``fn()`` over ``repeats`` runs."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), min(wall), max(wall), statistics.median(cpu)
+
+
+def quietly(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fn()
+
+
+def spread(t):
+    return f"{t[0] * 1e3:.3g} ({t[1] * 1e3:.3g}-{t[2] * 1e3:.3g})"
+
+
+# --------------------------------------------------------------------------- small fits
+
+
+def _ours(**params):
+    return SoftmaxRegressor(**params)
+
+
+def _theirs(**params):
+    return LogisticRegression(**params)
+
+
+def _fit(make, X, y, blas_one, **params):
+    def fn():
+        model = make(**params)
+        if blas_one:
+            with threadpool_limits(limits=1, user_api="blas"):
+                return quietly(lambda: model.fit(X, y))
+        return quietly(lambda: model.fit(X, y))
+    return fn
+
+
+def _gap(X, y, model, best):
+    return (objective(X, y, model.coef_, model.intercept_) - best) / abs(best)
+
+
+def max_iter_to_gap(make, X, y, best, target, blas_one, upper):
+    """The smallest max_iter whose fit reaches ``target`` (relative gap), or None."""
+    if _gap(X, y, _fit(make, X, y, blas_one, max_iter=upper)(), best) > target:
+        return None
+    lo, hi = 0, upper  # gap(lo) > target >= gap(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _gap(X, y, _fit(make, X, y, blas_one, max_iter=mid)(), best) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def run_small(quick, log):
+    repeats = 3 if quick else 11
+    rows, numbers = [], {}
+    for name in ("digits", "digits-raw"):
+        X, y = make_problem(name)
+        best_model = quietly(lambda: SoftmaxRegressor(tol=1e-12, max_iter=10_000).fit(X, y))
+        best = objective(X, y, best_model.coef_, best_model.intercept_)
+        methods = {
+            "SoftmaxRegressor()": (_ours, False),
+            "LogisticRegression(), BLAS 1 thread": (_theirs, True),
+        }
+        result = {}
+        for label, (make, blas_one) in methods.items():
+            model = _fit(make, X, y, blas_one)()
+            result[label] = {
+                "time": timed(_fit(make, X, y, blas_one), repeats),
+                "gap": max(_gap(X, y, model, best), 0.0),
+                "n_iter": int(np.max(model.n_iter_)),
+            }
+        ours, theirs = (result[label] for label in methods)
+        # Each model's time to the other's gap.
+        for me, other, (make, blas_one) in [(ours, theirs, methods["SoftmaxRegressor()"]),
+                                            (theirs, ours, methods["LogisticRegression(), BLAS 1 thread"])]:
+            upper = 10_000 if make is _ours else 100_000
+            m = max_iter_to_gap(make, X, y, best, max(other["gap"], 1e-15), blas_one, upper)
+            me["iters_to_other_gap"] = m
+            me["time_to_other_gap"] = (
+                timed(_fit(make, X, y, blas_one, max_iter=m), repeats) if m else None)
+        numbers[name] = result
+        speed_default = theirs["time"][0] / ours["time"][0]
+        speed_gap = theirs["time"][0] / ours["time_to_other_gap"][0]
+        for label, r in result.items():
+            to_gap = r["time_to_other_gap"]
+            rows.append([
+                name, label, spread(r["time"]), f"{r['time'][3] * 1e3:.3g}", r["n_iter"],
+                f"{r['gap']:.1e}",
+                f"{to_gap[0] * 1e3:.3g} ({r['iters_to_other_gap']} it.)" if to_gap else "not reached",
+            ])
+        numbers[name]["speedup_defaults"] = speed_default
+        numbers[name]["speedup_at_their_gap"] = speed_gap
+        log(f"small fits {name}: LR default / ours default {speed_default:.2f}x; "
+            f"LR default / ours to LR's gap {speed_gap:.2f}x")
+    text = "### Small fits: digits, defaults and time to the other's gap\n\n" + markdown_table(
+        ["data", "model", "default fit, ms: median (min-max)", "CPU ms", "iterations",
+         "objective gap", "time to the other's gap, ms"], rows)
+    return text, numbers
+
+
+# --------------------------------------------------------------------------- grid search
+
+
+def grid_data(name, quick):
+    if name == "digits":
+        return make_problem("digits")
+    n = 2_000 if quick else 20_000
+    X, y = make_classification(n_samples=n, n_features=50, n_informative=25, n_classes=5,
+                               n_clusters_per_class=1, random_state=0)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return np.ascontiguousarray(X), y
+
+
+def run_grid(quick, log):
+    repeats = 1 if quick else 3
+    rows, numbers = [], {}
+    for name in ("digits", "20,000 x 50"):
+        X, y = grid_data(name, quick)
+        for grid_jobs in (1, -1):
+            times = {}
+            for label, estimator, blas_one in [
+                ("SoftmaxRegressor", SoftmaxRegressor(), False),
+                ("LogisticRegression", LogisticRegression(), grid_jobs == 1),
+            ]:
+                search = GridSearchCV(estimator, {"C": GRID_CS}, cv=5, n_jobs=grid_jobs)
+                warned = []
+
+                def fn(search=search, blas_one=blas_one, warned=warned):
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", ConvergenceWarning)
+                        if blas_one:
+                            with threadpool_limits(limits=1, user_api="blas"):
+                                search.fit(X, y)
+                        else:
+                            search.fit(X, y)
+                    warned.append(sum(issubclass(w.category, ConvergenceWarning) for w in caught))
+
+                t = timed(fn, repeats)
+                warned = warned[0]
+                times[label] = t
+                rows.append([
+                    name, grid_jobs, label, f"{t[0]:.3g} ({t[1]:.3g}-{t[2]:.3g})",
+                    f"{search.best_params_['C']:.3g}", f"{search.best_score_:.4f}",
+                    warned if grid_jobs == 1 else "-",
+                ])
+            speedup = times["LogisticRegression"][0] / times["SoftmaxRegressor"][0]
+            numbers[(name, grid_jobs)] = speedup
+            log(f"grid {name}, GridSearchCV(n_jobs={grid_jobs}): {speedup:.2f}x")
+    text = ("### GridSearchCV: 20 values of C x 5 folds\n\n" + markdown_table(
+        ["data", "GridSearchCV n_jobs", "estimator", "seconds: median (min-max)", "best C",
+         "best score", "fits that warned"], rows)
+        + "\n\nLogisticRegression's ConvergenceWarnings (counted in the n_jobs=1 run) mark fits "
+          "that stopped at max_iter=100 short of its own tol.")
+    return text, numbers
+
+
+# --------------------------------------------------------------------------- busy machine
+
+_HOG = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+
+
+def start_hogs(seconds):
+    """One process per CPU, each spinning for at most ``seconds``."""
+    return [subprocess.Popen([sys.executable, "-c", _HOG.format(seconds=seconds)])
+            for _ in range(available_cpus())]
+
+
+def stop_hogs(hogs):
+    for hog in hogs:
+        hog.kill()
+    for hog in hogs:
+        hog.wait()
+
+
+def run_busy(quick, log):
+    problems = ("digits",) if quick else ("digits", "P1", "P3")
+    repeats = 3 if quick else 5
+    rows, numbers = [], {}
+    for name in problems:
+        X, y = make_problem(name, quick=quick)
+        fits = {n_jobs: (lambda n_jobs=n_jobs: quietly(
+            lambda: SoftmaxRegressor(n_jobs=n_jobs).fit(X, y))) for n_jobs in (None, 1, 2)}
+        for machine in ("quiet", "busy"):
+            hogs = start_hogs(600) if machine == "busy" else []
+            try:
+                time.sleep(0.5 if hogs else 0.0)  # let the load register
+                jobs = (None, 1, 2) if name == "digits" else (None, 1)
+                results = {}
+                for n_jobs in jobs:
+                    # n_jobs=2 under load takes 10-50x as long: fewer repeats.
+                    r = 1 if (machine == "busy" and n_jobs == 2) else repeats
+                    results[n_jobs] = timed(fits[n_jobs], r)
+            finally:
+                stop_hogs(hogs)
+            ratio = results[None][0] / results[1][0]
+            numbers[(name, machine)] = ratio
+            for n_jobs, t in results.items():
+                rows.append([name, machine, "None (default)" if n_jobs is None else n_jobs,
+                             spread(t), f"{t[3] * 1e3:.3g}",
+                             f"{t[0] / results[1][0]:.2f}x"])
+            log(f"busy {name} {machine}: default / n_jobs=1 = {ratio:.2f}x")
+    text = (f"### A busy machine: default threads against one ({available_cpus()} CPUs, "
+            f"{available_cpus()} spinning processes when busy)\n\n" + markdown_table(
+                ["data", "machine", "n_jobs", "fit ms: median (min-max)", "CPU ms",
+                 "time / n_jobs=1"], rows))
+    return text, numbers
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def targets(small, grid, busy):
+    rows = []
+
+    def at_least(target, value, threshold):
+        rows.append([target, f"{value:.3g}x", "met" if value >= threshold else "NOT met"])
+
+    for name, numbers in (small or {}).items():
+        at_least(f"{name}: LogisticRegression() default time / SoftmaxRegressor's time to "
+                 "LR's gap >= 3x", numbers["speedup_at_their_gap"], 3.0)
+        ours = numbers["SoftmaxRegressor()"]
+        theirs = numbers["LogisticRegression(), BLAS 1 thread"]
+        rows.append([f"{name}: both at defaults (gaps {ours['gap']:.1e} ours, "
+                     f"{theirs['gap']:.1e} LR)", f"{numbers['speedup_defaults']:.3g}x",
+                     "met" if numbers["speedup_defaults"] >= 3 and ours["gap"] <= theirs["gap"]
+                     else "NOT met"])
+    for (name, jobs), value in (grid or {}).items():
+        at_least(f"GridSearchCV(n_jobs={jobs}) on {name}: >= 3x faster than over "
+                 "LogisticRegression", value, 3.0)
+    for (name, machine), value in (busy or {}).items():
+        rows.append([f"{name}, {machine} machine: default time / n_jobs=1 time <= 1.2",
+                     f"{value:.2f}", "met" if value <= 1.2 else "NOT met"])
+    return "### Targets (issue 9)\n\n" + markdown_table(["target", "measured", "verdict"], rows)
+
+
+def run(quick, only=None, log=print):
+    parts, small, grid, busy = [], None, None, None
+    if only in (None, "small"):
+        text, small = run_small(quick, log)
+        parts.append(text)
+    if only in (None, "grid"):
+        text, grid = run_grid(quick, log)
+        parts.append(text)
+    if only in (None, "busy"):
+        text, busy = run_busy(quick, log)
+        parts.append(text)
+    return "\n\n".join([targets(small, grid, busy), *parts]) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["small", "grid", "busy"])
+    args = parser.parse_args(argv)
+    warning = busy_warning()
+    if warning:
+        print(warning)
+    start = time.perf_counter()
+
+    def log(message):
+        print(f"[{time.perf_counter() - start:6.1f} s] {message}", flush=True)
+
+    text = run(args.quick, args.only, log)
+    out = HERE / "results" / ("quick" if args.quick else "")
+    out.mkdir(parents=True, exist_ok=True)
+    name = "small.md" if args.only is None else f"small-{args.only}.md"
+    (out / name).write_text(text)
+    print("\n" + text)
+    print(f"written to {out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
