@@ -183,7 +183,7 @@ class FakeStat:
 
     def sample(self):
         self.now += 1.0
-        return self.now, self.now * self.busy, 0.0
+        return self.now, self.now * self.busy, {}
 
 
 @pytest.mark.parametrize("busy, active, expected", [(0.0, 1, 2), (0.1, 1, 2), (1.0, 1, 1), (2.0, 1, 1), (0.0, 2, 1)])
@@ -202,13 +202,40 @@ def test_the_default_uses_the_cpus_other_processes_leave_idle(monkeypatch, busy,
 
 
 def test_own_threads_do_not_count_as_load(monkeypatch):
-    """The process's own CPU time (its OpenMP threads spinning, say) is not other processes'."""
+    """The fit's own threads (its OpenMP team spinning, say) are not load; another thread of
+    the process (BLAS spinning after a product) is."""
     load = _threads.CpuLoad(window=0.0)
-    samples = iter([(0.0, 0.0, 0.0), (1.0, 2.0, 2.0)])  # both CPUs busy, all of it ours
+    # Both CPUs busy for a second: threads 1 and 2 are the fit's, 3 is not registered.
+    samples = iter([(0.0, 0.0, {1: 0.0, 2: 0.0}), (1.0, 2.0, {1: 1.0, 2: 1.0})])
     monkeypatch.setattr(load, "_sample", lambda: next(samples))
     monkeypatch.setattr(load, "_cpus", {"cpu0", "cpu1"})
     load._last = load._sample()
     assert load.idle() == 2.0
+    samples = iter([(0.0, 0.0, {1: 0.0}), (1.0, 2.0, {1: 1.0})])
+    load._last = load._sample()
+    assert load.idle() == 1.0
+
+
+def test_fits_register_their_threads():
+    """During a fit with n_jobs=None, its thread and its OpenMP team count as its own."""
+    seen = []
+    real = _estimator._SOLVERS["lbfgs"]
+
+    def spy(*args, **kwargs):
+        seen.append(dict(_threads.cpu_load._threads))
+        return real(*args, **kwargs)
+
+    X, y = make_blobs(n_samples=100, n_features=3, centers=3, random_state=0)
+    try:
+        _estimator._SOLVERS["lbfgs"] = spy
+        SoftmaxRegressor(solver="lbfgs").fit(X, y)
+    finally:
+        _estimator._SOLVERS["lbfgs"] = real
+    if _threads.cpu_load._last is None or not KernelThreads(None).adaptive:
+        pytest.skip("no load measure here (not Linux, or one CPU)")
+    import threading
+    assert threading.get_native_id() in seen[0]
+    assert _threads.cpu_load._threads == {}
 
 
 def test_cpu_load_reads_this_machine():
