@@ -3,6 +3,8 @@
 import warnings
 from numbers import Integral, Real
 
+import time
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
@@ -113,8 +115,11 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         one. Never more threads than CPUs this process may run on. BLAS is limited
         to one thread while the kernels run.
     verbose : int, default=0
-        If positive, print the objective and the gradient's largest entry at every
-        solver iteration.
+        If positive, print a header (data shape, classes, threads, solver, tol), the
+        objective and the optimality at every solver iteration, a line where
+        ``"auto"`` hands over to newton-cg, and a closing line (converged or why not,
+        iterations, seconds). From 2, also the progress of newton-cg's conjugate
+        gradients within a step (every 10 Hessian products, or every second).
 
     Attributes
     ----------
@@ -263,6 +268,16 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             w0 = self._warm_start_point(standardized, column_exponents)
             warm = w0 is not None
             solver = self.solver if self.solver != "auto" else _auto_solver(warm)
+            if self.verbose > 0:
+                start = time.perf_counter()
+                print(
+                    f"[SoftmaxRegressor] {X.shape[0]} x {X.shape[1]} {X.dtype.name}, "
+                    f"{classes.shape[0]} classes, C={self.C:g}; solver {solver}"
+                    f"{' (warm start)' if warm else ''}, tol={self.tol:g}, "
+                    f"max_iter={self.max_iter}; up to {n_threads.limit} OpenMP thread(s)"
+                    f"{' (fewer for small calls or a busy machine)' if n_threads.adaptive else ''}",
+                    flush=True,
+                )
             result = _SOLVERS[solver](
                 standardized,
                 w0 if warm else np.zeros(objective.n_params),
@@ -270,6 +285,13 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 max_iter=self.max_iter,
                 verbose=self.verbose,
                 warm_start=warm,
+            )
+        if self.verbose > 0:
+            print(
+                f"[SoftmaxRegressor] {'converged' if result.converged else 'did not converge'}"
+                f" after {result.n_iter} iterations in {time.perf_counter() - start:.3f} s: "
+                f"{result.message}; objective {result.objective:.12e}",
+                flush=True,
             )
         if not result.converged:
             _warn_not_converged(

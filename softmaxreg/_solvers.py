@@ -12,6 +12,7 @@ its value, the gradient), so a larger ``max_iter`` never gives a worse result be
 the rounding of the objective.
 """
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +125,8 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_ove
     messages = {
         "converged": "gradient below tol",
         "max_iter": "reached max_iter",
-        "callback": "too slow to reach tol; handing over",
+        "callback": f"its progress projects more than {_RATE_MAX_REMAINING} more iterations "
+                    "to reach tol",
         "line search": "L-BFGS stopped making progress before the gradient met tol "
                        "(no step along its direction decreased the objective)",
     }
@@ -144,7 +146,7 @@ def _boundary_step(p, direction, radius):
     return (radius * radius - pp) / (root + pd) if pd > 0 else (root - pd) / dd
 
 
-def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter):
+def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter, progress=None):
     """Approximately minimize the model ``g.p + p.H.p / 2`` within ``||p|| <= radius``.
 
     Conjugate gradients from ``p = 0`` (Steihaug 1983; Toint 1981): stop when the
@@ -152,6 +154,9 @@ def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter):
     boundary, where CG would leave the region or meets non-positive curvature. With
     ``radius = inf`` and non-positive curvature on the first direction, the result is
     ``-grad`` (steepest descent); later, the iterate so far.
+
+    progress : callable, default=None
+        Called as ``progress(n_products, residual_norm)`` after every product.
 
     Returns
     -------
@@ -195,6 +200,8 @@ def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter):
         p = p_next
         residual -= step * hd
         rr_next = residual @ residual
+        if progress is not None:
+            progress(i + 1, np.sqrt(rr_next))
         direction *= rr_next / rr
         direction += residual
         rr = rr_next
@@ -216,6 +223,24 @@ _FIRST_RADIUS = 1e6
 # Smallest factor by which a rejected step shrinks the radius (quadratic interpolation
 # along a wild step can ask for less; this keeps the radius from collapsing on noise).
 _MIN_SHRINK = 1e-6
+
+
+def _cg_progress(iteration, target):
+    """A ``progress`` for ``_steihaug_cg`` that prints every 10 products or every second."""
+    start = last = time.perf_counter()
+
+    def progress(n_products, residual_norm):
+        nonlocal last
+        now = time.perf_counter()
+        if n_products % 10 == 0 or now - last >= 1.0:
+            last = now
+            print(
+                f"[newton-cg] iter {iteration:4d}    CG product {n_products:3d}  residual "
+                f"{residual_norm:.3e} (to {target:.3e})  {now - start:.2f} s into the step",
+                flush=True,
+            )
+
+    return progress
 
 
 def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
@@ -251,7 +276,8 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         Largest number of iterations (each one step tried: taken or not).
     verbose : int, default=0
         If positive, print the objective, the optimality, the radius and the
-        number of Hessian-vector products at every iteration.
+        number of Hessian-vector products at every iteration; from 2, also the
+        conjugate gradients' residual every 10 products, or every second, within a step.
     warm_start : bool, default=False
         Whether ``w0`` is the solution of a nearby problem (another C).
 
@@ -299,6 +325,7 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
             step, predicted, products = _steihaug_cg(
                 lambda v: objective.hessian_product(w, v),
                 grad, radius, residual, _MAX_CG_ITER,
+                progress=_cg_progress(n_iter, residual) if verbose >= 2 else None,
             )
         n_products += products
         step_norm = np.sqrt(step @ step)
@@ -351,6 +378,9 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=
     first = lbfgs(objective, w0, tol=tol, max_iter=max_iter, verbose=verbose, hand_over=True)
     if first.converged or first.n_iter >= max_iter:
         return first
+    if verbose > 0:
+        print(f"[auto] L-BFGS after {first.n_iter} iterations: {first.message}; "
+              f"newton-cg from its last iterate", flush=True)
     second = newton_cg(
         objective, first.w, tol=tol, max_iter=max_iter - first.n_iter, verbose=verbose
     )

@@ -154,17 +154,24 @@ class CpuLoad:
         return time.monotonic(), busy * self._tick, own
 
     def register(self, tids):
-        """Count these threads' CPU time as the fits' own (not load), until unregistered."""
+        """Count these threads' CPU time as the fits' own (not load), until unregistered.
+
+        Returns False (and registers none) if one of them has ended.
+        """
         if self._last is None:
-            return
+            return True
         with self._lock:
+            baseline = {}
             for tid in tids:
                 if self._threads.get(tid, 0) == 0:
                     try:  # its CPU time so far is not part of the next window's
-                        self._last[2][tid] = self._thread_seconds(tid)
+                        baseline[tid] = self._thread_seconds(tid)
                     except (OSError, IndexError, ValueError):
-                        continue
+                        return False
+            self._last[2].update(baseline)
+            for tid in tids:
                 self._threads[tid] = self._threads.get(tid, 0) + 1
+        return True
 
     def unregister(self, tids):
         with self._lock:
@@ -233,10 +240,10 @@ class KernelThreads:
         return n
 
 
-_controller = None
+_blas = None  # threadpoolctl's controller of the BLAS libraries, made once
 _blas_lock = threading.Lock()
 _blas_holders = 0
-_blas_limiter = None
+_blas_saved = None  # the limits found by the first fit in
 
 
 @contextmanager
@@ -251,12 +258,14 @@ def limited_blas():
     would oversubscribe the cores. It also counts the fits running at once, among
     which ``cpu_load`` shares the idle CPUs.
     """
-    global _controller, _blas_holders, _blas_limiter
+    global _blas, _blas_holders, _blas_saved
     with _blas_lock:
         if _blas_holders == 0:
-            if _controller is None:
-                _controller = ThreadpoolController()
-            _blas_limiter = _controller.limit(limits=1, user_api="blas")
+            if _blas is None:
+                _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+            _blas_saved = [library.num_threads for library in _blas]
+            for library in _blas:
+                library.set_num_threads(1)
             _release_blas_control()
         _blas_holders += 1
         cpu_load.active_fits += 1
@@ -267,9 +276,10 @@ def limited_blas():
             cpu_load.active_fits -= 1
             _blas_holders -= 1
             if _blas_holders == 0:
-                _blas_limiter.restore_original_limits()
+                for library, limit in zip(_blas, _blas_saved):
+                    library.set_num_threads(limit)
                 _release_blas_control()
-                _blas_limiter = None
+                _blas_saved = None
 
 
 def _release_blas_control():
@@ -297,9 +307,24 @@ def fitting(threads):
     with limited_blas():
         tids = []
         if threads.adaptive:
-            tids = [threading.get_native_id(), *openmp_thread_ids(threads.limit)]
-            cpu_load.register(tids)
+            tids = _team(threads.limit)
+            if not cpu_load.register(tids):  # a thread of the team has ended: a new team
+                _teams.pop((threading.get_native_id(), threads.limit), None)
+                tids = _team(threads.limit)
+                cpu_load.register(tids)
         try:
             yield
         finally:
             cpu_load.unregister(tids)
+
+
+_teams = {}  # (calling thread's id, team size) -> the team's thread ids
+
+
+def _team(n_threads):
+    """The ids of the calling thread and of its OpenMP team of ``n_threads`` (the OpenMP
+    runtime keeps a thread's team for its next parallel regions; asked once)."""
+    key = (threading.get_native_id(), n_threads)
+    if key not in _teams:
+        _teams[key] = [key[0], *openmp_thread_ids(n_threads)[1:]]
+    return _teams[key]

@@ -1,6 +1,8 @@
 """The solvers: the same optimum from every solver, conjugate gradients, the auto fallback."""
 
+import re
 import warnings
+
 
 import numpy as np
 import pytest
@@ -220,3 +222,28 @@ def test_newton_cg_from_a_saturated_start_converges():
     assert result.converged, result.message
     cold = newton_cg(target, np.zeros(target.n_params), tol=1e-10, max_iter=200)
     assert result.objective <= cold.objective * (1 + 1e-8)
+
+
+def test_verbose_header_hand_over_and_closing_lines(capsys):
+    """verbose=1: a header (shape, classes, solver, tol, threads), the hand-over of "auto" to
+    newton-cg, and a closing line; verbose=2 adds the conjugate gradients' progress."""
+    X, y = raw(load_digits)
+    model = SoftmaxRegressor(verbose=1).fit(X, y)
+    out = capsys.readouterr().out.splitlines()
+    assert re.match(r"\[SoftmaxRegressor\] 1797 x 64 float64, 10 classes, C=1; solver lbfgs, "
+                    r"then newton-cg, tol=0.0001, max_iter=100; up to \d+ OpenMP thread", out[0])
+    assert any(line.startswith("[auto] L-BFGS after") and "newton-cg" in line for line in out)
+    assert re.match(rf"\[SoftmaxRegressor\] converged after {model.n_iter_[0]} iterations in "
+                    r"\d+\.\d+ s", out[-1])
+    assert not any("CG product" in line for line in out)
+    SoftmaxRegressor(verbose=2, solver="newton-cg").fit(X, y)
+    out = capsys.readouterr().out.splitlines()
+    assert any(re.search(r"CG product +\d+  residual \S+ \(to \S+\)", line) for line in out)
+
+
+def test_verbose_closing_line_says_why_not(capsys):
+    X, y = raw(load_digits)
+    with pytest.warns(ConvergenceWarning):
+        SoftmaxRegressor(verbose=1, max_iter=3).fit(X, y)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("[SoftmaxRegressor] did not converge after 3 iterations") and "max_iter" in last
