@@ -102,13 +102,13 @@ class CpuLoad:
 
     Linux only: the busy time of this process's CPUs (``/proc/stat``, the CPUs of
     its affinity mask; steal time counts as busy) minus the CPU time of the fits'
-    own threads (``/proc/self/task``: the Python threads running fits and their
-    OpenMP teams, registered by :func:`fitting`), over the last ``window`` seconds
-    or more. Other processes count, and so do this process's other threads: BLAS
-    threads that spin for a while after a matrix product, a fit's neighbour in
-    another Python thread. The CPUs left are shared by the fits running at once
-    (``active_fits``). Elsewhere, and where ``/proc`` cannot be read, every CPU
-    counts as idle.
+    own threads (``/proc/self/task``: the thread that imported softmaxreg, the
+    Python threads that have run fits and their OpenMP teams, registered by
+    :func:`fitting`), over the last ``window`` seconds or more. Other processes
+    count, and so do this process's other threads, such as BLAS threads that spin
+    for a while after a matrix product. The CPUs left are shared by the fits
+    running at once (``active_fits``). Elsewhere, and where ``/proc`` cannot be
+    read, every CPU counts as idle.
 
     The measure looks back, so a load that starts in the middle of a fit is seen
     within a window; the estimate is updated at most once per window and reading
@@ -118,12 +118,13 @@ class CpuLoad:
     def __init__(self, window=0.1):
         self.window = window
         self._lock = threading.Lock()
-        self._threads = {}  # registered thread id -> number of registrations
+        self._threads = {}  # ids of the threads that have run fits (a dict as an ordered set)
         self._idle = float(available_cpus())
         self.active_fits = 0
         try:
             self._cpus = {f"cpu{c}" for c in os.sched_getaffinity(0)}
             self._tick = 1.0 / os.sysconf("SC_CLK_TCK")
+            self._threads[threading.get_native_id()] = None
             self._last = self._sample()
         except (AttributeError, OSError, ValueError):
             self._last = None
@@ -150,12 +151,14 @@ class CpuLoad:
             try:
                 own[tid] = self._thread_seconds(tid)
             except (OSError, IndexError, ValueError):  # the thread has ended
-                pass
+                self._threads.pop(tid, None)
         return time.monotonic(), busy * self._tick, own
 
     def register(self, tids):
-        """Count these threads' CPU time as the fits' own (not load), until unregistered.
+        """Count these threads' CPU time as the fits' own (not load) from now on.
 
+        A thread that has run a fit stays counted: the thread that called a fit cannot
+        compete with it, whatever it did before, and an OpenMP team runs only kernels.
         Returns False (and registers none) if one of them has ended.
         """
         if self._last is None:
@@ -163,24 +166,14 @@ class CpuLoad:
         with self._lock:
             baseline = {}
             for tid in tids:
-                if self._threads.get(tid, 0) == 0:
-                    try:  # its CPU time so far is not part of the next window's
+                if tid not in self._last[2]:
+                    try:  # its CPU time so far is not part of this window's
                         baseline[tid] = self._thread_seconds(tid)
                     except (OSError, IndexError, ValueError):
                         return False
             self._last[2].update(baseline)
-            for tid in tids:
-                self._threads[tid] = self._threads.get(tid, 0) + 1
+            self._threads.update(dict.fromkeys(tids))
         return True
-
-    def unregister(self, tids):
-        with self._lock:
-            for tid in tids:
-                count = self._threads.get(tid, 0) - 1
-                if count > 0:
-                    self._threads[tid] = count
-                else:
-                    self._threads.pop(tid, None)
 
     def idle(self):
         """CPUs (a float) that the rest of the machine left idle over the last window or more."""
@@ -298,24 +291,18 @@ def _release_blas_control():
 def fitting(threads):
     """The extent of a fit: BLAS limited (:func:`limited_blas`), and the fit's threads
     (the calling one and its OpenMP team of ``threads.limit``) registered with
-    ``cpu_load`` as its own, where ``threads`` adapts to the load.
+    ``cpu_load`` as the fits' own, where ``threads`` adapts to the load.
 
     Parameters
     ----------
     threads : KernelThreads
     """
     with limited_blas():
-        tids = []
-        if threads.adaptive:
-            tids = _team(threads.limit)
-            if not cpu_load.register(tids):  # a thread of the team has ended: a new team
-                _teams.pop((threading.get_native_id(), threads.limit), None)
-                tids = _team(threads.limit)
-                cpu_load.register(tids)
-        try:
-            yield
-        finally:
-            cpu_load.unregister(tids)
+        if threads.adaptive and not cpu_load.register(_team(threads.limit)):
+            # A thread of the team has ended: the runtime has made a new one.
+            _teams.pop((threading.get_native_id(), threads.limit), None)
+            cpu_load.register(_team(threads.limit))
+        yield
 
 
 _teams = {}  # (calling thread's id, team size) -> the team's thread ids

@@ -3,7 +3,6 @@
 import re
 import warnings
 
-
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal

@@ -235,7 +235,7 @@ def test_fits_register_their_threads():
         pytest.skip("no load measure here (not Linux, or one CPU)")
     import threading
     assert threading.get_native_id() in seen[0]
-    assert _threads.cpu_load._threads == {}
+    assert len(seen[0]) >= 2  # and its OpenMP team
 
 
 def test_cpu_load_reads_this_machine():
