@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from ._solver_loops import pair_products, two_loop
+
 # The stored pairs: scipy's and LogisticRegression's default (maxcor=10).
 MEMORY = 10
 # Sufficient decrease and curvature constants of the strong Wolfe conditions.
@@ -36,15 +38,17 @@ class _Pairs:
         self.S = np.zeros((MEMORY, n))
         self.Y = np.zeros((MEMORY, n))
         self.SY = np.zeros((MEMORY, MEMORY))  # SY[i, j] = s_i . y_j
-        self.rho = [0.0] * MEMORY
+        self.rho = np.zeros(MEMORY)
         self.order = []  # slots, oldest first
+        self._order = np.zeros(0, dtype=np.intp)
         self.gamma = 1.0  # the initial inverse Hessian's scale, s.y / y.y of the last pair
+        self._work = np.empty(2 * MEMORY)
 
     def add(self, s, y):
         """Store a pair, unless its curvature s.y is not clearly positive (then the
         pair would break the update's positive definiteness; it is dropped)."""
         sy, yy = float(s @ y), float(y @ y)
-        if not (sy > np.finfo(np.float64).eps * yy and np.isfinite(sy + yy)):
+        if not (sy > _EPS * yy and math.isfinite(sy + yy)):
             return
         if len(self.order) == MEMORY:
             slot = self.order.pop(0)
@@ -52,42 +56,23 @@ class _Pairs:
             slot = len(self.order)
         self.S[slot] = s
         self.Y[slot] = y
-        self.SY[slot, :] = self.Y @ s
-        self.SY[:, slot] = self.S @ y
+        pair_products(self.S, self.Y, slot, self.SY)
         self.rho[slot] = 1.0 / sy
         self.gamma = sy / yy
         self.order.append(slot)
+        self._order = np.array(self.order, dtype=np.intp)
 
     def clear(self):
         self.order = []
+        self._order = np.zeros(0, dtype=np.intp)
         self.gamma = 1.0
 
     def direction(self, grad):
         """``-H grad``, with H the L-BFGS inverse Hessian of the stored pairs."""
-        order = self.order
-        if not order:
-            return -grad
-        sy, rho = self.SY.tolist(), self.rho
-        s_grad = (self.S @ grad).tolist()
-        alpha = [0.0] * MEMORY
-        for position in range(len(order) - 1, -1, -1):
-            i = order[position]
-            total = s_grad[i]
-            row = sy[i]
-            for j in order[position + 1 :]:
-                total -= alpha[j] * row[j]
-            alpha[i] = rho[i] * total
-        r = grad - np.asarray(alpha) @ self.Y
-        r *= self.gamma
-        y_r = (self.Y @ r).tolist()
-        diff = [0.0] * MEMORY
-        for position, i in enumerate(order):
-            total = y_r[i]
-            for j in order[:position]:
-                total += diff[j] * sy[j][i]
-            diff[i] = alpha[i] - rho[i] * total
-        r += np.asarray(diff) @ self.S
-        return -r
+        out = np.empty_like(grad)
+        two_loop(self.S, self.Y, self.SY, self.rho, self._order, self.gamma, grad, out,
+                 self._work)
+        return out
 
 
 class _LineSearch:

@@ -40,6 +40,7 @@ import numpy as np
 
 from ._dispatch import kernels
 from ._objective import relative_gradient
+from ._solver_loops import standardized_pullback, standardized_to_model
 
 
 def column_moments(X, sample_weight, n_threads):
@@ -150,11 +151,9 @@ class StandardizedObjective:
         # The objective in theta, fused (see loss_gradient): the data term's gradient
         # pulls back as (D/S) (G_W - mu G_b), and the penalty ||root W||^2 / 2 is
         # sum_j q_j ||theta_j||^2 / 2 with q_j = (root_j D_j)^2 <= c: always in range.
-        self._grad_scale = (scale * objective.loss_scale)[:, None]
-        self._grad_shift = (mean * scale * objective.loss_scale)[:, None]
-        self._penalty_curvature = ((penalty_root * scale) ** 2)[:, None]
-        self._has_penalty = bool(np.any(self._penalty_curvature))
-        self._shift_row = self.shift[None, :]
+        self._grad_scale = scale * objective.loss_scale
+        self._grad_shift = mean * scale * objective.loss_scale
+        self._penalty_curvature = (penalty_root * scale) ** 2
 
     def to_model(self, theta):
         """Model parameters ``w = T theta`` (a linear map)."""
@@ -257,49 +256,35 @@ class StandardizedObjective:
         rows -= rows.mean(axis=1, keepdims=True)
         return v
 
-    def _pull_back(self, out_coef, out_intercept, penalty_gradient, result):
-        """``result`` = the data term's gradient (or Hessian product) from the kernels'
-        outputs (times S, in the model's coordinates), pulled back to theta, plus the
-        penalty's ``penalty_gradient`` (``q theta``, or None), centred over the classes."""
-        n_coef = self._n_coef
-        coef = result[:n_coef].reshape(-1, self._k)
-        np.multiply(out_coef, self._grad_scale, out=coef)
-        if self._fit_intercept:
-            g_b = result[n_coef:]
-            np.multiply(out_intercept, self.objective.loss_scale, out=g_b)
-            coef -= self._grad_shift * out_intercept
-        if penalty_gradient is not None:
-            coef += penalty_gradient
-        if self._k > 1:
-            if self._fit_intercept:
-                g_b -= g_b.sum() / self._k
-            coef -= coef.sum(axis=1, keepdims=True) / self._k
-        return result
-
     def _set(self, theta, coef_buffer, intercept_buffer):
-        """Write the model's W^T and b of ``theta`` into the kernels' buffers."""
-        theta_coef = theta[: self._n_coef].reshape(-1, self._k)
-        np.multiply(theta_coef, self.scale[:, None], out=coef_buffer)
-        if self._fit_intercept:
-            intercept_buffer[...] = theta[self._n_coef :] - self._shift_row @ theta_coef
-        return theta_coef
+        """Write the model's W^T and b of ``theta`` into the kernels' buffers; return the
+        penalty at ``theta``."""
+        return standardized_to_model(
+            theta, self.scale, self.shift, self._penalty_curvature, self._k,
+            self._fit_intercept, coef_buffer, intercept_buffer,
+        )
+
+    def _pull_back(self, out_coef, out_intercept, theta, result):
+        """``result`` = the kernels' gradient (or Hessian product) outputs pulled back to
+        theta, plus the penalty's (at ``theta``), centred; returns its sum of squares."""
+        return standardized_pullback(
+            out_coef, out_intercept, theta, self._grad_scale, self._grad_shift,
+            self._penalty_curvature, self.objective.loss_scale, self._fit_intercept,
+            self._k > 1, result,
+        )
 
     def loss_gradient(self, theta):
         """Objective value and its gradient with respect to theta (centred over the
         classes), both float64; ``(inf, zeros)`` where either is not finite (a wild
         line-search step)."""
         objective = self.objective
-        with np.errstate(over="ignore", invalid="ignore"):
-            theta_coef = self._set(theta, objective.coef_buffer, objective.intercept_buffer)
-            penalty, penalty_gradient = 0.0, None
-            if self._has_penalty:
-                penalty_gradient = self._penalty_curvature * theta_coef
-                penalty = 0.5 * float(penalty_gradient.ravel() @ theta[: self._n_coef])
-            loss, out_coef, out_intercept = objective.data_loss_gradient()
-            value = loss + penalty
-            grad = self._pull_back(out_coef, out_intercept, penalty_gradient, np.empty_like(theta))
-            if not (math.isfinite(value) and math.isfinite(grad @ grad)):
-                return math.inf, np.zeros_like(theta)
+        penalty = self._set(theta, objective.coef_buffer, objective.intercept_buffer)
+        loss, out_coef, out_intercept = objective.data_loss_gradient()
+        value = loss + penalty
+        grad = np.empty_like(theta)
+        squares = self._pull_back(out_coef, out_intercept, theta, grad)
+        if not (math.isfinite(value) and math.isfinite(squares)):
+            return math.inf, np.zeros_like(theta)
         return value, grad
 
     def hessian_product(self, theta, direction):
@@ -307,11 +292,10 @@ class StandardizedObjective:
         without their components along shifts common to all classes)."""
         objective = self.objective
         direction = self.centre(direction)
+        self._set(theta, objective.coef_buffer, objective.intercept_buffer)
+        self._set(direction, objective.direction_coef_buffer, objective.direction_intercept_buffer)
+        out_coef, out_intercept = objective.data_hessian_product()
+        result = np.empty_like(theta)
         with np.errstate(over="ignore", invalid="ignore"):
-            self._set(theta, objective.coef_buffer, objective.intercept_buffer)
-            direction_coef = self._set(
-                direction, objective.direction_coef_buffer, objective.direction_intercept_buffer
-            )
-            out_coef, out_intercept = objective.data_hessian_product()
-            penalty = self._penalty_curvature * direction_coef if self._has_penalty else None
-            return self._pull_back(out_coef, out_intercept, penalty, np.empty_like(theta))
+            self._pull_back(out_coef, out_intercept, direction, result)
+        return result
