@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ._solver_loops import pair_products, two_loop
+from ._solver_loops import pair_products, store_pair, two_loop
 
 # The stored pairs: scipy's and LogisticRegression's default (maxcor=10).
 MEMORY = 10
@@ -44,18 +44,19 @@ class _Pairs:
         self.gamma = 1.0  # the initial inverse Hessian's scale, s.y / y.y of the last pair
         self._work = np.empty(2 * MEMORY)
 
-    def add(self, s, y):
-        """Store a pair, unless its curvature s.y is not clearly positive (then the
-        pair would break the update's positive definiteness; it is dropped)."""
-        sy, yy = float(s @ y), float(y @ y)
+    def add(self, w_new, w, grad_new, grad):
+        """Store the pair (w_new - w, grad_new - grad), unless its curvature s.y is not
+        clearly positive (then the pair would break the update's positive definiteness;
+        it is dropped)."""
+        slot = self.order[0] if len(self.order) == MEMORY else len(self.order)
+        sy, yy = store_pair(w_new, w, grad_new, grad, self.S, self.Y, slot)
         if not (sy > _EPS * yy and math.isfinite(sy + yy)):
+            if len(self.order) == MEMORY:  # the oldest pair was overwritten: drop it too
+                self.order.pop(0)
+                self._order = np.array(self.order, dtype=np.intp)
             return
         if len(self.order) == MEMORY:
-            slot = self.order.pop(0)
-        else:
-            slot = len(self.order)
-        self.S[slot] = s
-        self.Y[slot] = y
+            self.order.pop(0)
         pair_products(self.S, self.Y, slot, self.SY)
         self.rho[slot] = 1.0 / sy
         self.gamma = sy / yy
@@ -182,7 +183,7 @@ def minimize_lbfgs(objective, w0, *, tol, max_iter, callback=None, start=None):
         accepted, w_new, value_new, grad_new, _ = search(w, value, slope, direction, step)
         if grad_new is None:
             return w, value, grad, iteration - 1, "line search"
-        pairs.add(w_new - w, grad_new - grad)
+        pairs.add(w_new, w, grad_new, grad)
         if accepted is None:
             pairs.clear()  # a decrease without the Wolfe conditions: start the pairs anew
         w, value, grad = w_new, value_new, grad_new

@@ -40,7 +40,7 @@ import numpy as np
 
 from ._dispatch import kernels
 from ._objective import relative_gradient
-from ._solver_loops import standardized_pullback, standardized_to_model
+from ._solver_loops import standardized_optimality, standardized_pullback, standardized_to_model
 
 
 def column_moments(X, sample_weight, n_threads):
@@ -143,11 +143,10 @@ class StandardizedObjective:
         inverse_scale = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
         size = np.hypot(mean, inverse_scale) if self._fit_intercept else inverse_scale
         weight = np.minimum(1.0, MODEL_TEST_SCALE / np.maximum(size, MODEL_TEST_SCALE))
-        self._model_test_weight = np.repeat(weight, self._k)
         # The same test, fused: the weighted model-space gradient of the coefficients is
         # grad_theta * (weight / D) + (weight mu) g_b, and 0 where a feature does not vary.
-        self._test_inverse_scale = (weight * inverse_scale)[:, None]
-        self._test_mean = np.where(self.varying, weight * mean, 0.0)[:, None]
+        self._test_inverse_scale = weight * inverse_scale
+        self._test_mean = np.where(self.varying, weight * mean, 0.0)
         # The objective in theta, fused (see loss_gradient): the data term's gradient
         # pulls back as (D/S) (G_W - mu G_b), and the penalty ||root W||^2 / 2 is
         # sum_j q_j ||theta_j||^2 / 2 with q_j = (root_j D_j)^2 <= c: always in range.
@@ -225,13 +224,12 @@ class StandardizedObjective:
         ``MODEL_TEST_SCALE`` (1e4), the entry is measured as if scaled down to it: the
         first test is ``LogisticRegression``'s wherever it can be met.
         """
-        if not (np.isfinite(value) and value > 0):
-            return np.inf
-        largest = max(grad_theta.max(), -grad_theta.min())
-        coef = grad_theta[: self._n_coef].reshape(-1, self._k) * self._test_inverse_scale
-        if self._fit_intercept:
-            coef += self._test_mean * grad_theta[self._n_coef :]
-        return float(max(largest, coef.max(), -coef.min())) / value
+        if not (math.isfinite(value) and value > 0):
+            return math.inf
+        largest = standardized_optimality(
+            grad_theta, self._test_inverse_scale, self._test_mean, self._k, self._fit_intercept
+        )
+        return largest / value if not math.isnan(largest) else math.inf
 
     def centre(self, v):
         """``v`` without its components along the directions that leave every softmax

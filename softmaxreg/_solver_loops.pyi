@@ -30,6 +30,17 @@ def standardized_pullback(
     centre: bool,
     result: _DoubleArray,
 ) -> float: ...
+def standardized_optimality(
+    grad: _DoubleArray,
+    test_inverse_scale: _DoubleArray,
+    test_mean: _DoubleArray,
+    n_columns: int,
+    fit_intercept: bool,
+) -> float: ...
+def store_pair(
+    w_new: _DoubleArray, w: _DoubleArray, grad_new: _DoubleArray, grad: _DoubleArray,
+    S: _DoubleArray, Y: _DoubleArray, slot: int,
+) -> tuple[float, float]: ...
 def pair_products(S: _DoubleArray, Y: _DoubleArray, slot: int, SY: _DoubleArray) -> None: ...
 def two_loop(
     S: _DoubleArray,

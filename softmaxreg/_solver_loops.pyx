@@ -110,6 +110,56 @@ def standardized_pullback(
     return squares
 
 
+def standardized_optimality(
+    const double[::1] grad,
+    const double[::1] test_inverse_scale,
+    const double[::1] test_mean,
+    Py_ssize_t n_columns,
+    bint fit_intercept,
+):
+    """``max(max |grad|, max |grad_jc test_inverse_scale_j + test_mean_j grad_b,c|)``: the
+    largest entry of the gradient in theta and of the (weighted) one in the model's
+    coordinates (``StandardizedObjective.optimality``). NaN if any entry is NaN."""
+    cdef Py_ssize_t d = test_inverse_scale.shape[0], k = n_columns, j, c
+    cdef double largest = 0.0, g
+    with nogil:
+        for j in range(grad.shape[0]):
+            g = fabs(grad[j])
+            if g != g:  # NaN: the result is NaN
+                largest = g
+                break
+            if g > largest:
+                largest = g
+        for j in range(d if largest == largest else 0):
+            for c in range(k):
+                g = grad[j * k + c] * test_inverse_scale[j]
+                if fit_intercept:
+                    g = g + test_mean[j] * grad[d * k + c]
+                g = fabs(g)
+                if g > largest:
+                    largest = g
+    return largest
+
+
+def store_pair(
+    const double[::1] w_new, const double[::1] w, const double[::1] grad_new,
+    const double[::1] grad, double[:, ::1] S, double[:, ::1] Y, Py_ssize_t slot,
+):
+    """Row ``slot`` of S and Y = the step ``w_new - w`` and the gradient's change; returns
+    ``(s . y, y . y)``."""
+    cdef Py_ssize_t n = w.shape[0], t
+    cdef double sy = 0.0, yy = 0.0, a, b
+    with nogil:
+        for t in range(n):
+            a = w_new[t] - w[t]
+            b = grad_new[t] - grad[t]
+            S[slot, t] = a
+            Y[slot, t] = b
+            sy += a * b
+            yy += b * b
+    return sy, yy
+
+
 def pair_products(
     const double[:, ::1] S, const double[:, ::1] Y, Py_ssize_t slot, double[:, ::1] SY,
 ):

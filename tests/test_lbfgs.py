@@ -35,10 +35,12 @@ def test_two_loop_is_the_textbook_recursion(n_pairs):
     A = A @ A.T + n * np.eye(n)  # y = A s: positive curvature
     pairs = _Pairs(n)
     history = []
+    w, g = np.zeros(n), np.zeros(n)
     for _ in range(n_pairs):
         s = rng.standard_normal(n)
         history.append((s, A @ s))
-        pairs.add(*history[-1])
+        pairs.add(w + s, w, g + A @ s, g)
+        w, g = w + s, g + A @ s
     grad = rng.standard_normal(n)
     assert_allclose(pairs.direction(grad), textbook_direction(history[-MEMORY:], grad),
                     rtol=1e-12, atol=1e-12)
@@ -46,7 +48,7 @@ def test_two_loop_is_the_textbook_recursion(n_pairs):
 
 def test_pairs_without_positive_curvature_are_dropped():
     pairs = _Pairs(3)
-    pairs.add(np.array([1.0, 0, 0]), np.array([-1.0, 0, 0]))
+    pairs.add(np.array([1.0, 0, 0]), np.zeros(3), np.array([-1.0, 0, 0]), np.zeros(3))
     assert pairs.order == []
     assert_allclose(pairs.direction(np.ones(3)), -np.ones(3))
 

@@ -275,3 +275,25 @@ def test_stopping_measure_sees_features_of_every_scale():
     theta = by_feature(grad_theta)
     assert model[2] / model[0] > 1e5
     assert 1e-2 < theta[2] / theta[0] < 1e2
+
+
+def test_optimality_weighs_large_features_down_to_the_model_test_scale():
+    """A feature of scale 1e6 enters the model-space test as if scaled down to 1e4: its entry
+    is weighted by 1e4 / hypot(mean, 1/D); features below 1e4 are not."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((60, 3))
+    X[:, 1] = X[:, 1] * 1e6 + 3e6
+    objective = LinearSoftmaxObjective(
+        X, rng.integers(0, 3, 60).astype(np.intp), 3, np.empty(0), C=1.0, fit_intercept=True,
+        n_threads=1,
+    )
+    standardized = StandardizedObjective(objective, n_threads=1)
+    grad = rng.standard_normal(objective.n_params)
+    model = standardized.model_gradient(grad)[: objective.n_coef].reshape(3, 3)
+    size = np.hypot(standardized._mean, 1 / standardized.scale)
+    weight = np.minimum(1.0, 1e4 / np.maximum(size, 1e4))
+    assert weight[1] < 1e-2 and weight[0] == weight[2] == 1.0
+    expected = max(np.max(np.abs(grad)), np.max(np.abs(model * weight[:, None]))) / 2.0
+    assert_allclose(standardized.optimality(2.0, grad), expected, rtol=1e-12)
+    grad[0] = np.nan
+    assert standardized.optimality(2.0, grad) == np.inf
