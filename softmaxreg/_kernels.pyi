@@ -48,6 +48,24 @@ def linear_loss_gradient(
     grad_intercept: _FloatArray,
     n_threads: int,
 ) -> float: ...
+def padded_classes(n_classes: int, dtype: str) -> int: ...
+def linear_probabilities(
+    X: _FloatArray,
+    coef_t: _FloatArray,
+    intercept: _FloatArray,
+    proba: _FloatArray,
+    n_threads: int,
+) -> None: ...
+def linear_hessian_product_proba(
+    X: _FloatArray,
+    sample_weight: _FloatArray,
+    proba: _FloatArray,
+    direction_coef_t: _FloatArray,
+    direction_intercept: _FloatArray,
+    out_coef_t: _FloatArray,
+    out_intercept: _FloatArray,
+    n_threads: int,
+) -> None: ...
 def linear_hessian_product(
     X: _FloatArray,
     sample_weight: _FloatArray,

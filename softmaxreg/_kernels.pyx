@@ -124,6 +124,10 @@ cdef extern from "_tiles.h" nogil:
                            double *shifted, double *squares, double *magnitude)
     void smr_row_softmax_jvp_d(double *z, double *r, Py_ssize_t kp, double w)
     void smr_row_softmax_jvp_f(float *z, float *r, Py_ssize_t kp, float w)
+    void smr_row_softmax_d(double *z, Py_ssize_t kp)
+    void smr_row_softmax_f(float *z, Py_ssize_t kp)
+    void smr_row_proba_jvp_d(const double *p, double *r, Py_ssize_t kp, double w)
+    void smr_row_proba_jvp_f(const float *p, float *r, Py_ssize_t kp, float w)
 
 
 cdef enum:
@@ -563,6 +567,122 @@ def linear_hessian_product(
         _reduce_slots(slots, n_slots, stride, kp, out_coef_t, out_intercept)
     finally:
         free(coef_pad)
+        free(direction_pad)
+        free(slots)
+
+
+def padded_classes(Py_ssize_t n_classes, dtype):
+    """The number of columns of a row of class values in the kernels' buffers: the
+    classes rounded up to whole vectors of ``dtype`` (float32 or float64)."""
+    if dtype == "float32":
+        return _padded_classes(n_classes, <float *> NULL)
+    return _padded_classes(n_classes, <double *> NULL)
+
+
+def linear_probabilities(
+    const floating[:, ::1] X,
+    const floating[:, ::1] coef_t,
+    const floating[::1] intercept,
+    floating[:, ::1] proba,
+    int n_threads,
+):
+    """``proba[:, :k] = softmax(X @ coef_t + intercept)``, row by row, and 0 beyond.
+
+    ``proba`` has ``padded_classes(k)`` columns: the layout in which
+    :func:`linear_hessian_product_proba` reads it. The logits come from the same
+    tiles as in :func:`linear_loss_gradient`.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = coef_t.shape[1]
+    cdef Py_ssize_t kp = _padded_classes(k, <floating *> NULL)
+    cdef Py_ssize_t block = _block_rows(d, sizeof(floating))
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
+    cdef floating *coef_pad = NULL
+    cdef floating *z
+    cdef Py_ssize_t i, row, start, rows
+
+    if k == 0 or n == 0:
+        return
+    if proba.shape[0] != n or proba.shape[1] != kp:
+        raise ValueError(f"proba must have shape ({n}, {kp}), got ({proba.shape[0]}, {proba.shape[1]}).")
+    try:
+        coef_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
+        _pad_coef(coef_t, intercept, -INFINITY, kp, coef_pad)
+        for i in prange(n_blocks, nogil=True, schedule="static", num_threads=max(n_threads, 1)):
+            start = i * block
+            rows = min(block, n - start)
+            z = &proba[start, 0]
+            _logits_tiles(&X[start, 0], rows, d, coef_pad, kp, z)
+            for row in range(rows):
+                if floating is float:
+                    smr_row_softmax_f(z + row * kp, kp)
+                else:
+                    smr_row_softmax_d(z + row * kp, kp)
+    finally:
+        free(coef_pad)
+
+
+def linear_hessian_product_proba(
+    const floating[:, ::1] X,
+    const floating[::1] sample_weight,
+    const floating[:, ::1] proba,
+    const floating[:, ::1] direction_coef_t,
+    const floating[::1] direction_intercept,
+    floating[:, ::1] out_coef_t,
+    floating[::1] out_intercept,
+    int n_threads,
+):
+    """:func:`linear_hessian_product` from the rows' probabilities, computed once by
+    :func:`linear_probabilities` for every product at the same point.
+
+    Each product then computes the direction's logits alone: one pass of tiles over
+    a block instead of two, and no exponentials. ``proba`` is (n, padded_classes(k)).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = direction_coef_t.shape[1]
+    cdef Py_ssize_t kp = _padded_classes(k, <floating *> NULL)
+    cdef Py_ssize_t block = _block_rows(d, sizeof(floating))
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef int n_slots = max(n_threads, 1)
+    # Per-thread slot: accumulator ((d + 1) * kp), then the block's r.
+    cdef Py_ssize_t acc_size = (d + 1) * kp
+    cdef Py_ssize_t stride = _slot_stride(acc_size + block * kp, sizeof(floating))
+    cdef floating *direction_pad = NULL
+    cdef floating *slots = NULL
+    cdef floating *my_acc
+    cdef floating *r
+    cdef floating w
+    cdef Py_ssize_t i, row, c, start, rows
+    cdef int tid
+
+    if k == 0:
+        return
+    if proba.shape[0] != n or proba.shape[1] != kp:
+        raise ValueError(f"proba must have shape ({n}, {kp}), got ({proba.shape[0]}, {proba.shape[1]}).")
+    try:
+        direction_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
+        slots = <floating *> _checked_calloc(n_slots * stride, sizeof(floating))
+        _pad_coef(direction_coef_t, direction_intercept, 0, kp, direction_pad)
+        with nogil, parallel(num_threads=n_slots):
+            tid = omp_get_thread_num()
+            my_acc = slots + tid * stride
+            r = my_acc + acc_size
+            for i in prange(n_blocks, schedule="static"):
+                start = i * block
+                rows = min(block, n - start)
+                _logits_tiles(&X[start, 0], rows, d, direction_pad, kp, r)
+                for row in range(rows):
+                    w = sample_weight[start + row] if weighted else 1
+                    if w == 0:
+                        for c in range(kp):
+                            r[row * kp + c] = 0
+                        continue
+                    if floating is float:
+                        smr_row_proba_jvp_f(&proba[start + row, 0], r + row * kp, kp, w)
+                    else:
+                        smr_row_proba_jvp_d(&proba[start + row, 0], r + row * kp, kp, w)
+                _gradient_tiles(&X[start, 0], rows, d, r, kp, my_acc)
+        _reduce_slots(slots, n_slots, stride, kp, out_coef_t, out_intercept)
+    finally:
         free(direction_pad)
         free(slots)
 

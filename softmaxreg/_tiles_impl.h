@@ -431,6 +431,46 @@ static inline void SMR_SUFFIX(smr_row_softmax_jvp)(SMR_T *z, SMR_T *r, Py_ssize_
     }
 }
 
+/*
+ * One row of padded logits z[:kp] (padding -inf) becomes p = softmax(z) in place
+ * (padding 0), with a compensated sum of the exponentials.
+ */
+static inline void SMR_SUFFIX(smr_row_softmax)(SMR_T *z, Py_ssize_t kp)
+{
+    const SMR_T m = SMR_SUFFIX(smr_row_max)(z, kp);
+    SMR_SUFFIX(smr_exp_shifted)(z, kp, m, z);
+    SMR_VEC total = {0}, compensation = {0};
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        SMR_KAHAN_ADD(total, compensation, SMR_SUFFIX(smr_load)(z + c));
+    }
+    const SMR_T scale = (SMR_T)(1.0 / SMR_SUFFIX(smr_kahan_lanes)(total, compensation));
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        SMR_SUFFIX(smr_store)(z + c, SMR_SUFFIX(smr_load)(z + c) * scale);
+    }
+}
+
+/*
+ * As smr_row_softmax_jvp, from the probabilities p[:kp] of the row (padding 0)
+ * instead of its logits: r becomes u = w (p * r - p (p . r)), centred on the most
+ * probable class as there. p is not changed.
+ */
+static inline void SMR_SUFFIX(smr_row_proba_jvp)(const SMR_T *p, SMR_T *r, Py_ssize_t kp, SMR_T w)
+{
+    const SMR_T m = SMR_SUFFIX(smr_row_max)(p, kp);
+    const SMR_T r_top = r[SMR_SUFFIX(smr_index_of)(p, kp, m)];
+    SMR_VEC d_total = {0}, d_comp = {0};
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        SMR_KAHAN_ADD(d_total, d_comp,
+                      SMR_SUFFIX(smr_load)(p + c) * (r_top - SMR_SUFFIX(smr_load)(r + c)));
+    }
+    const SMR_T centre = (SMR_T)SMR_SUFFIX(smr_kahan_lanes)(d_total, d_comp);
+    for (Py_ssize_t c = 0; c < kp; c += SMR_LANES) {
+        SMR_SUFFIX(smr_store)(
+            r + c, (SMR_SUFFIX(smr_load)(p + c) * w)
+                       * ((SMR_SUFFIX(smr_load)(r + c) - r_top) + centre));
+    }
+}
+
 #undef SMR_KAHAN_ADD
 
 /*

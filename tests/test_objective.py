@@ -297,3 +297,26 @@ def test_optimality_weighs_large_features_down_to_the_model_test_scale():
     assert_allclose(standardized.optimality(2.0, grad), expected, rtol=1e-12)
     grad[0] = np.nan
     assert standardized.optimality(2.0, grad) == np.inf
+
+
+def test_hessian_products_from_kept_probabilities_follow_the_point(monkeypatch):
+    """The rows' probabilities kept for Hessian products are recomputed when the point
+    changes: products at theta1, theta2, theta1 equal those computed without keeping them
+    (where they would not fit: a limit of 0 bytes and d < k), to rounding."""
+    from softmaxreg import _objective
+
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((300, 4))
+    labels = rng.integers(0, 7, 300).astype(np.intp)
+    kept = StandardizedObjective(
+        LinearSoftmaxObjective(X, labels, 7, np.empty(0), C=1.0, fit_intercept=True, n_threads=2), 2)
+    kept.hessian_product(np.zeros(kept.n_params), np.ones(kept.n_params))  # allocates them
+    monkeypatch.setattr(_objective, "_PROBA_CACHE_BYTES", 0)
+    plain = StandardizedObjective(
+        LinearSoftmaxObjective(X, labels, 7, np.empty(0), C=1.0, fit_intercept=True, n_threads=2), 2)
+    points = [kept.centre(rng.standard_normal(kept.n_params)) for _ in range(2)]
+    v = kept.centre(rng.standard_normal(kept.n_params))
+    for theta in (points[0], points[1], points[0]):
+        assert_allclose(kept.hessian_product(theta, v), plain.hessian_product(theta, v),
+                        rtol=1e-12, atol=1e-15)
+    assert kept.objective._proba is not None and plain.objective._proba is None

@@ -866,7 +866,17 @@ def test_linear_loss_gradient_is_accurate(dtype, data):
     assert_within_limit(*check_linear_loss_gradient(problem))
 
 
-def check_linear_hessian_product(problem, V, v):
+def hessian_product_via_proba(problem, V, v, out_coef_t, out_intercept):
+    """linear_hessian_product_proba, from linear_probabilities at the problem's point."""
+    X, coef_t, intercept = problem.X, problem.coef_t, problem.intercept
+    kernels = linear_kernels(coef_t.shape[1])
+    proba = np.empty((X.shape[0], kernels.padded_classes(coef_t.shape[1], X.dtype.name)), X.dtype)
+    kernels.linear_probabilities(X, coef_t, intercept, proba, problem.n_threads)
+    kernels.linear_hessian_product_proba(
+        X, problem.sample_weight, proba, V, v, out_coef_t, out_intercept, problem.n_threads)
+
+
+def check_linear_hessian_product(problem, V, v, via_proba=False):
     """The messages for the outputs of linear_hessian_product over the limit, for the
     direction (V, v); S as in the test below."""
     X, sw, coef_t, intercept = problem.X, problem.sample_weight, problem.coef_t, problem.intercept
@@ -901,9 +911,13 @@ def check_linear_hessian_product(problem, V, v):
 
     out_coef_t = np.full_like(coef_t, np.nan)
     out_intercept = np.full_like(intercept, np.nan)
-    linear_kernels(k).linear_hessian_product(
-        X, sw, coef_t, intercept, V, v, out_coef_t, out_intercept, problem.n_threads
-    )
+    if via_proba:
+        hessian_product_via_proba(problem, V, v, out_coef_t, out_intercept)
+    else:
+        linear_kernels(k).linear_hessian_product(
+            X, sw, coef_t, intercept, V, v, out_coef_t, out_intercept, problem.n_threads
+        )
+    name = "linear_hessian_product" + ("_proba" if via_proba else "")
 
     absU = np.abs(np.array([to_float(u) for u in U]))
     absX = np.abs(X.astype(np.float64))
@@ -911,19 +925,20 @@ def check_linear_hessian_product(problem, V, v):
         return f"{problem!r}, V = {short(V)}, v = {short(v)}"
 
     return (
-        measure("linear_hessian_product out_coef_t", dtype, out_coef_t, exact_coef,
+        measure(f"{name} out_coef_t", dtype, out_coef_t, exact_coef,
                 eps * n * (absX.T @ absU) + absX.T @ Su + underflow(dtype) * (absX.T @ scale_u),
                 describe),
-        measure("linear_hessian_product out_intercept", dtype, out_intercept, exact_intercept,
+        measure(f"{name} out_intercept", dtype, out_intercept, exact_intercept,
                 eps * n * absU.sum(axis=0) + Su.sum(axis=0) + underflow(dtype) * scale_u.sum(0),
                 describe),
     )
 
 
+@pytest.mark.parametrize("via_proba", [False, True])
 @pytest.mark.parametrize("dtype", FLOATS)
 @settings(PROPERTY, max_examples=60)
 @given(data=st.data())
-def test_linear_hessian_product_is_accurate(dtype, data):
+def test_linear_hessian_product_is_accurate(dtype, via_proba, data):
     """linear_kernels(k).linear_hessian_product: out_coef_t = X.T @ U, out_intercept =
     U.sum(0), U_rc = w_r p_rc (r_rc - p_r . r_r), with z = X @ coef_t + b and the
     direction's logits r = X @ V + v exact, are within 8 ulps in the mixed measure.
@@ -933,18 +948,20 @@ def test_linear_hessian_product_is_accurate(dtype, data):
     du_c/dz_i = w p_c ((delta_ci - p_i)(r_c - p.r) - p_i (r_i - p.r)) and
     du_c/dr_i = w p_c (delta_ci - p_i), so Su_rc = sum_i |du_c/dz_i| Qz_i + |du_c/dr_i| Qr_i;
     out_coef_t[j, c]: S = n_rows sum_r |x_rj u_rc| + sum_r |x_rj| Su_rc (out_intercept:
-    x_rj = 1)."""
+    x_rj = 1). The same holds for linear_hessian_product_proba, which reads the
+    probabilities from linear_probabilities (rounded once to the dtype)."""
     problem = data.draw(linear_problems(dtype), label="problem")
     d, k = problem.coef_t.shape
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="direction seed"))
     scale = data.draw(st.sampled_from([1.0, 1e-3, 1e3]), label="direction scale")
     V = (scale * rng.standard_normal((d, k))).astype(dtype)
     v = rng.standard_normal(k).astype(dtype)
-    assert_within_limit(*check_linear_hessian_product(problem, V, v))
+    assert_within_limit(*check_linear_hessian_product(problem, V, v, via_proba))
 
 
+@pytest.mark.parametrize("via_proba", [False, True])
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_hessian_product_of_a_confident_row(dtype):
+def test_hessian_product_of_a_confident_row(dtype, via_proba):
     """One row with logits z = [0, -40] (x = 1, coef_t = [[0, -40]]) and direction logits
     r = [1, 0] (V = [[1, 0]]): u = p * (r - p.r) = [p_0 p_1, -p_0 p_1], with p_0 p_1 =
     exp(-40) / (1 + exp(-40))**2 = 4.248354255291589e-18, in out_coef_t and out_intercept
@@ -959,11 +976,14 @@ def test_hessian_product_of_a_confident_row(dtype):
     )
     V, v = np.array([[1.0, 0.0]], dtype=dtype), np.zeros(2, dtype=dtype)
     out_coef_t, out_intercept = np.empty_like(problem.coef_t), np.empty_like(problem.intercept)
-    linear_kernels(2).linear_hessian_product(
-        problem.X, problem.sample_weight, problem.coef_t, problem.intercept, V, v,
-        out_coef_t, out_intercept, 1,
-    )
-    messages = check_linear_hessian_product(problem, V, v)
+    if via_proba:
+        hessian_product_via_proba(problem, V, v, out_coef_t, out_intercept)
+    else:
+        linear_kernels(2).linear_hessian_product(
+            problem.X, problem.sample_weight, problem.coef_t, problem.intercept, V, v,
+            out_coef_t, out_intercept, 1,
+        )
+    messages = check_linear_hessian_product(problem, V, v, via_proba)
     assert_ulps(out_coef_t, [[4.248354255291589e-18, -4.248354255291589e-18]], dtype)
     assert_ulps(out_intercept, [4.248354255291589e-18, -4.248354255291589e-18], dtype)
     assert_within_limit(*messages)
