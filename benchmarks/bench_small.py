@@ -19,7 +19,10 @@ Three scenarios, each timed side by side in one run (median after a warm-up):
    (two threads forced) on digits, for the contrast. CPU seconds per fit say how
    much the threads burnt.
 
-Run alone: ``python -P benchmarks/bench_small.py [--quick] [--only small|grid|busy]``.
+4. **Kernel threads.** The fused kernel on 1 and 2 threads by amount of work: where a
+   second thread starts to pay.
+
+Run alone: ``python -P benchmarks/bench_small.py [--quick] [--only small|grid|busy|threads]``.
 Writes ``results/small.md`` (``results/quick/`` with ``--quick``).
 """
 
@@ -269,6 +272,40 @@ def run_busy(quick, log):
     return text, numbers
 
 
+# --------------------------------------------------------------------------- kernel threads
+
+
+def run_kernel_threads(quick, log):
+    """The fused loss+gradient kernel on 1 and 2 threads, by work (rows x features x
+    classes): where a second thread starts to pay (``_threads.MIN_WORK_PER_THREAD``)."""
+    from softmaxreg._dispatch import linear_kernels
+    from softmaxreg._threads import MIN_WORK_PER_THREAD
+
+    rows = []
+    shapes = [(100, 10, 3), (300, 20, 3), (600, 20, 3), (1000, 20, 5), (1797, 64, 10),
+              (5000, 50, 3), (20000, 50, 10)]
+    for n, d, k in shapes:
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((n, d))
+        labels = rng.integers(0, k, n).astype(np.intp)
+        coef = 0.1 * rng.standard_normal((d, k))
+        b, gc, gb, sw = np.zeros(k), np.empty((d, k)), np.empty(k), np.empty(0)
+        kernels = linear_kernels(k)
+        times = {}
+        for threads in (1, 2):
+            times[threads] = timed(lambda: kernels.linear_loss_gradient(
+                X, labels, sw, coef, b, gc, gb, threads), 51 if quick else 201, warmup=20)[0]
+        work = n * (d + 1) * k
+        rows.append([f"{n} x {d}, {k} classes", f"{work:,}", f"{times[1] * 1e6:.1f}",
+                     f"{times[2] * 1e6:.1f}", f"{times[1] / times[2]:.2f}x",
+                     2 if work >= MIN_WORK_PER_THREAD else 1])
+    log("kernel threads measured")
+    return (f"### Kernel threads: loss+gradient on 1 and 2 threads (MIN_WORK_PER_THREAD = "
+            f"{MIN_WORK_PER_THREAD:,})\n\n" + markdown_table(
+                ["data", "work (n (d+1) k)", "1 thread, us", "2 threads, us", "1 / 2",
+                 "threads chosen"], rows))
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -307,13 +344,15 @@ def run(quick, only=None, log=print):
     if only in (None, "busy"):
         text, busy = run_busy(quick, log)
         parts.append(text)
+    if only in (None, "threads"):
+        parts.append(run_kernel_threads(quick, log))
     return "\n\n".join([targets(small, grid, busy), *parts]) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["small", "grid", "busy"])
+    parser.add_argument("--only", choices=["small", "grid", "busy", "threads"])
     args = parser.parse_args(argv)
     warning = busy_warning()
     if warning:

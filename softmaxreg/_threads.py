@@ -45,9 +45,9 @@ def available_cpus():
 MAX_N_JOBS = 2**16
 
 # Multiply-adds (rows x features x classes) from which a kernel call pays for one more
-# thread: about 15 microseconds of work on one core, several times what it costs to
-# wake a sleeping thread and join it (benchmarks/bench_threads.py measures both).
-MIN_WORK_PER_THREAD = 2**15
+# thread: about 8 microseconds of work on one core, more than it costs to start and
+# join the team (benchmarks/bench_small.py, "kernel threads", times both sides).
+MIN_WORK_PER_THREAD = 2**14
 # The work of a softmax over one logit, in multiply-adds (an exp, a log1p, compensated sums).
 ROW_WISE_WORK = 16
 
