@@ -67,6 +67,25 @@ def timed(fn, repeats, warmup=1):
     return statistics.median(wall), min(wall), max(wall), statistics.median(cpu)
 
 
+def interleaved(fns, repeats, once=()):
+    """``timed`` for several functions, run in turn (a, b, a, b, ...) after one warm-up
+    each, so that a load that changes over the run affects all alike."""
+    for fn in fns.values():
+        fn()
+    wall = {key: [] for key in fns}
+    cpu = {key: [] for key in fns}
+    for repeat in range(repeats):
+        for key, fn in fns.items():
+            if key in once and repeat > 0:
+                continue
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)
+    return {key: (statistics.median(wall[key]), min(wall[key]), max(wall[key]),
+                  statistics.median(cpu[key])) for key in fns}
+
+
 def quietly(fn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -102,14 +121,14 @@ def _gap(X, y, model, best):
     return (objective(X, y, model.coef_, model.intercept_) - best) / abs(best)
 
 
-def max_iter_to_gap(make, X, y, best, target, blas_one, upper):
+def max_iter_to_gap(make, X, y, best, target, blas_one, upper, **params):
     """The smallest max_iter whose fit reaches ``target`` (relative gap), or None."""
-    if _gap(X, y, _fit(make, X, y, blas_one, max_iter=upper)(), best) > target:
+    if _gap(X, y, _fit(make, X, y, blas_one, max_iter=upper, **params)(), best) > target:
         return None
     lo, hi = 0, upper  # gap(lo) > target >= gap(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _gap(X, y, _fit(make, X, y, blas_one, max_iter=mid)(), best) <= target:
+        if _gap(X, y, _fit(make, X, y, blas_one, max_iter=mid, **params)(), best) <= target:
             hi = mid
         else:
             lo = mid
@@ -136,14 +155,17 @@ def run_small(quick, log):
                 "n_iter": int(np.max(model.n_iter_)),
             }
         ours, theirs = (result[label] for label in methods)
-        # Each model's time to the other's gap.
+        # Each model's time to the other's gap: within its default run where that gap is
+        # larger than its own, else with a tol small enough not to stop it first.
         for me, other, (make, blas_one) in [(ours, theirs, methods["SoftmaxRegressor()"]),
                                             (theirs, ours, methods["LogisticRegression(), BLAS 1 thread"])]:
-            upper = 10_000 if make is _ours else 100_000
-            m = max_iter_to_gap(make, X, y, best, max(other["gap"], 1e-15), blas_one, upper)
+            target = max(other["gap"], 1e-15)
+            params = {} if me["gap"] <= target else {"tol": 1e-12}
+            upper = me["n_iter"] if me["gap"] <= target else 10_000
+            m = max_iter_to_gap(make, X, y, best, target, blas_one, upper, **params)
             me["iters_to_other_gap"] = m
             me["time_to_other_gap"] = (
-                timed(_fit(make, X, y, blas_one, max_iter=m), repeats) if m else None)
+                timed(_fit(make, X, y, blas_one, max_iter=m, **params), repeats) if m else None)
         numbers[name] = result
         speed_default = theirs["time"][0] / ours["time"][0]
         speed_gap = theirs["time"][0] / ours["time_to_other_gap"][0]
@@ -211,6 +233,9 @@ def run_grid(quick, log):
                 ])
             speedup = times["LogisticRegression"][0] / times["SoftmaxRegressor"][0]
             numbers[(name, grid_jobs)] = speedup
+            if grid_jobs != 1:  # joblib's worker processes would linger into what follows
+                from joblib.externals.loky import get_reusable_executor
+                get_reusable_executor().shutdown(wait=True)
             log(f"grid {name}, GridSearchCV(n_jobs={grid_jobs}): {speedup:.2f}x")
     text = ("### GridSearchCV: 20 values of C x 5 folds\n\n" + markdown_table(
         ["data", "GridSearchCV n_jobs", "estimator", "seconds: median (min-max)", "best C",
@@ -251,11 +276,9 @@ def run_busy(quick, log):
             try:
                 time.sleep(0.5 if hogs else 0.0)  # let the load register
                 jobs = (None, 1, 2) if name == "digits" else (None, 1)
-                results = {}
-                for n_jobs in jobs:
-                    # n_jobs=2 under load takes 10-50x as long: fewer repeats.
-                    r = 1 if (machine == "busy" and n_jobs == 2) else repeats
-                    results[n_jobs] = timed(fits[n_jobs], r)
+                results = interleaved({n_jobs: fits[n_jobs] for n_jobs in jobs}, repeats,
+                                      # n_jobs=2 under load takes 10-50x as long: once.
+                                      once={2} if machine == "busy" else set())
             finally:
                 stop_hogs(hogs)
             ratio = results[None][0] / results[1][0]

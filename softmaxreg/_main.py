@@ -160,7 +160,8 @@ def softmax_objective(X, labels, coef, intercept, C):
     """
     coef = np.asarray(coef, dtype=np.float64)
     intercept = np.asarray(intercept, dtype=np.float64)
-    logits = np.asarray(X, dtype=np.float64) @ coef.T + intercept
+    with threadpool_limits(limits=1, user_api="blas"):  # no BLAS threads left spinning
+        logits = np.asarray(X, dtype=np.float64) @ coef.T + intercept
     if coef.shape[0] == 1:
         logits = np.hstack([np.zeros_like(logits), logits])
     cross_entropy = logsumexp(logits, axis=1) - logits[np.arange(len(labels)), labels]

@@ -115,7 +115,7 @@ class CpuLoad:
     it otherwise costs a clock read.
     """
 
-    def __init__(self, window=0.1):
+    def __init__(self, window=0.05):
         self.window = window
         self._lock = threading.Lock()
         self._threads = {}  # ids of the threads that have run fits (a dict as an ordered set)
