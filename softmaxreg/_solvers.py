@@ -46,6 +46,8 @@ class SolverResult:
     converged: bool
     message: str
     reached_max_iter: bool = False
+    #: The length of the last step taken (NaN where there was none).
+    last_step: float = float("nan")
 
 
 def _report(name, iteration, value, optimality, extra=""):
@@ -108,8 +110,11 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_ove
     result : SolverResult
     """
     history = []
+    previous = [np.asarray(w0), float("nan")]  # the last iterate, the last step's length
 
     def callback(iteration, w, value, optimality):
+        previous[1] = float(np.linalg.norm(w - previous[0]))
+        previous[0] = w
         history.append(min(history[-1], optimality) if history else optimality)
         if verbose > 0:
             _report("lbfgs", iteration, value, optimality)
@@ -133,6 +138,7 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_ove
     return SolverResult(
         w=w, objective=float(value), n_iter=n_iter, converged=status == "converged",
         message=messages[status], reached_max_iter=status == "max_iter",
+        last_step=previous[1],
     )
 
 
@@ -208,6 +214,8 @@ def _steihaug_cg(hessian_product, grad, radius, tolerance, max_iter, progress=No
     return p, decrease(p, residual), max_iter
 
 
+# newton-cg after L-BFGS starts with a radius of this many times L-BFGS's last step.
+_HAND_OVER_RADIUS = 4.0
 # The CG residual never needs to be below this fraction of tol times the objective.
 _RESIDUAL_OF_TOL = 0.1
 # Inner conjugate-gradient iterations per Newton step, at most (as scikit-learn's newton-cg).
@@ -243,7 +251,7 @@ def _cg_progress(iteration, target):
     return progress
 
 
-def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
+def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, radius=None):
     """Minimize by trust-region Newton: Steihaug's conjugate gradients on Hessian products.
 
     Each iteration minimizes the quadratic model of the objective inside a ball of
@@ -280,18 +288,23 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         conjugate gradients' residual every 10 products, or every second, within a step.
     warm_start : bool, default=False
         Whether ``w0`` is the solution of a nearby problem (another C).
+    radius : float, default=None
+        The first trust-region radius, where the caller knows the scale of a good step
+        (the steps of the solver that ran before); None takes the first Newton step's
+        length.
 
     Returns
     -------
     result : SolverResult
     """
     w = np.array(w0, dtype=np.float64)
+    first_radius = radius if radius is not None and radius > 0 and np.isfinite(radius) else None
     value, grad = objective.loss_gradient(w)
     n_iter = 0
     n_products = 0
     # Only a bound on the first step, far beyond any useful one, that keeps its squared
     # length in range; the first step's length then becomes the radius.
-    radius = _FIRST_RADIUS * max(1.0, np.sqrt(w @ w))
+    radius = first_radius or _FIRST_RADIUS * max(1.0, np.sqrt(w @ w))
     first_norm = None
     while True:
         optimality = objective.optimality(value, grad)
@@ -329,7 +342,7 @@ def newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
             )
         n_products += products
         step_norm = np.sqrt(step @ step)
-        if n_iter == 1:
+        if n_iter == 1 and first_radius is None:
             radius = step_norm  # the first radius: the first Newton step's length
         w_next = w + step
         value_next, grad_next = objective.loss_gradient(w_next)
@@ -382,7 +395,8 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=
         print(f"[auto] L-BFGS after {first.n_iter} iterations: {first.message}; "
               f"newton-cg from its last iterate", flush=True)
     second = newton_cg(
-        objective, first.w, tol=tol, max_iter=max_iter - first.n_iter, verbose=verbose
+        objective, first.w, tol=tol, max_iter=max_iter - first.n_iter, verbose=verbose,
+        radius=_HAND_OVER_RADIUS * first.last_step,
     )
     return SolverResult(
         w=second.w,

@@ -242,7 +242,9 @@ def test_a_column_of_ones_next_to_separable_iris(C):
     fit_quietly(b, X, y)
     assert_array_equal(a.coef_[:, -1], 0.0)
     with_ones = np.c_[X, np.ones(len(y))]
-    assert_allclose(objective(with_ones, y, a, C), objective(X, y, b, C), rtol=1e-8)
+    # Both stop ~2e-5 above the optimum, out along the flat valley (tol=1e-4 relative
+    # gradient): their objectives agree far closer than that.
+    assert_allclose(objective(with_ones, y, a, C), objective(X, y, b, C), rtol=1e-6)
     assert_allclose(a.intercept_, b.intercept_, rtol=0, atol=0.1)
     # Along the valley, points within tol differ in probability by a few 1e-6.
     assert_allclose(a.predict_proba(with_ones), b.predict_proba(X), atol=1e-5)
