@@ -1,10 +1,11 @@
 """Run the benchmark suite: kernel timings, fit timings, plots and the target checks.
 
-    python -P benchmarks/run.py [--quick] [--only kernel|fit] [--problems P1,P2]
+    python -P benchmarks/run.py [--quick] [--only kernel|fit|path|small] [--problems P1,P2]
                                 [--fit-dtypes float64,float32]
 
 Writes under benchmarks/results/ (benchmarks/results/quick/ with --quick): machine.txt,
-kernel.md, fit.md, path.md, summary.md, results.json and subopt_<problem>_<dtype>.png. A full run
+kernel.md, fit.md, path.md, small.md (small fits, grid searches, a busy machine, kernel
+threads: its own targets), summary.md, results.json and subopt_<problem>_<dtype>.png. A full run
 of every problem also puts the tables and the P1 plot into benchmarks/README.md.
 """
 
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_kernel  # noqa: E402
 import bench_path  # noqa: E402
+import bench_small  # noqa: E402
 from machine import busy_warning, load_average, machine_facts  # noqa: E402
 from problems import PROBLEMS, make_problem  # noqa: E402
 from targets import summarize  # noqa: E402
@@ -47,6 +49,7 @@ def expected_minutes(problems, quick, n_dtypes):
         for name in problems if PROBLEMS[name].synthetic)
     bound = n_dtypes * n_methods * per_method
     bound += (15 if quick else 90) + (3 if quick else 30) * len(problems)  # kernel, data, ours
+    bound += 150 if quick else 600  # bench_small: small fits, grid searches, busy machine
     return bound / 120, bound / 60
 
 
@@ -80,7 +83,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="problems with 20x fewer rows, fewer repeats, short budgets: "
                              "a smoke test of under 2 minutes")
-    parser.add_argument("--only", choices=["kernel", "fit", "path"], help="run one part only")
+    parser.add_argument("--only", choices=["kernel", "fit", "path", "small"],
+                        help="run one part only")
     parser.add_argument("--problems", default=",".join(PROBLEMS),
                         help=f"comma-separated, from {','.join(PROBLEMS)}")
     parser.add_argument("--fit-dtypes", default="float64",
@@ -125,6 +129,14 @@ def main(argv=None):
         path_text, path = bench_path.run(path_problems, args.quick, log=log)
         (out / "path.md").write_text(path_text)
         print("\n" + path_text, flush=True)
+    small_text = ""
+    if args.only in (None, "small"):
+        small_text = bench_small.run(args.quick, log=log)
+        (out / "small.md").write_text(small_text)
+        print("\n" + small_text, flush=True)
+    if args.only == "small":
+        print(f"results in {out}")
+        return 0
     summary_text = summarize(kernel, fit, args.quick, path)
     (out / "summary.md").write_text(summary_text)
     print("\n" + summary_text)

@@ -237,10 +237,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             X, y = validate_data(
                 self, X, y, dtype=[np.float64, np.float32], order="C", y_numeric=False
             )
-        check_classification_targets(y)
-        # Not np.unique(..., return_inverse=True): its temporaries are 5 arrays of n.
-        classes = np.unique(y)
-        labels = np.searchsorted(classes, y)
+        classes = _check_targets(y)
+        labels = _labels(y, classes)
         if classes.shape[0] < 2:
             raise ValueError(
                 "SoftmaxRegressor needs samples of at least 2 classes in the data, "
@@ -502,6 +500,32 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _check_targets(y):
+    """``np.unique(y)``, after scikit-learn's check that y holds classes.
+
+    For integer and boolean y there is nothing to check, and for float y only that
+    every class is a whole number, which ``np.unique`` tells at a fraction of the cost of
+    ``check_classification_targets`` (1 ms on 16,000 labels, a tenth of a small fit);
+    other dtypes go through scikit-learn's check.
+    """
+    if y.dtype.kind not in "biuf":
+        check_classification_targets(y)
+        return np.unique(y)
+    classes = np.unique(y)
+    if y.dtype.kind == "f" and not np.array_equal(classes, np.floor(classes)):
+        check_classification_targets(y)  # raises scikit-learn's "Unknown label type" error
+    return classes
+
+
+def _labels(y, classes):
+    """The index of each label in ``classes``, as intp (y itself where it already is)."""
+    n_classes = classes.shape[0]
+    if y.dtype.kind in "iu" and classes[0] == 0 and classes[-1] == n_classes - 1:
+        return y.astype(np.intp, copy=False)
+    # Not np.unique(..., return_inverse=True): its temporaries are 5 arrays of n.
+    return np.searchsorted(classes, y)
 
 
 def _auto_solver(warm):

@@ -390,3 +390,26 @@ def test_float32_with_class_and_sample_weights(blobs, solver):
     double = SoftmaxRegressor(**params, tol=1e-8).fit(X, y, sample_weight=sw)
     assert single.coef_.dtype == np.float32
     assert_allclose(single.predict_proba(X), double.predict_proba(X), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [np.array([0, 1, 2] * 20), np.array([3, 7, 11] * 20), np.array([-1.0, 0.0, 2.0] * 20),
+     np.array([True, False, True] * 20), np.array(["a", "b", "c"] * 20),
+     np.array([0, 1, 2] * 20, dtype=np.uint8), np.array(["x", "y", "z"] * 20, dtype=object)],
+)
+def test_labels_of_every_kind_give_the_same_model(y):
+    """Integer labels 0..k-1 are used as they are, others are mapped to their index in
+    classes_; the model is the same whatever the labels' type and values."""
+    X = np.random.default_rng(0).standard_normal((60, 3))
+    reference = SoftmaxRegressor().fit(X, np.unique(y, return_inverse=True)[1])
+    model = SoftmaxRegressor().fit(X, y)
+    assert_array_equal(model.classes_, np.unique(y))
+    assert_allclose(model.coef_, reference.coef_, rtol=1e-12, atol=1e-14)
+    assert_array_equal(model.predict(X), np.unique(y)[reference.predict(X)])
+
+
+@pytest.mark.parametrize("y", [np.array([0.5, 1.0, 2.0] * 10), np.array([0.0, 1.0, 1e-300] * 10)])
+def test_continuous_targets_are_refused_as_by_scikit_learn(y):
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        SoftmaxRegressor().fit(np.ones((30, 2)), y)
