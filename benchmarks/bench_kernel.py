@@ -37,7 +37,7 @@ from timing import markdown_table, median_time, ms, ratio  # noqa: E402
 
 from softmaxreg import SoftmaxRegressor  # noqa: E402
 from softmaxreg._objective import LinearSoftmaxObjective  # noqa: E402
-from softmaxreg._threads import single_threaded_blas  # noqa: E402
+from softmaxreg._threads import limited_blas  # noqa: E402
 
 THREADS = (1, 2)
 DTYPES = (np.float64, np.float32)
@@ -68,7 +68,7 @@ def softmaxreg_call(X, labels, coef, intercept, n_threads):
     w = objective.pack(coef, intercept)
 
     def fn():
-        with single_threaded_blas():
+        with limited_blas():
             return objective.loss_gradient(w)
 
     loss, grad = fn()

@@ -9,7 +9,7 @@ import numpy as np
 
 from softmaxreg._objective import LinearSoftmaxObjective
 from softmaxreg._solvers import lbfgs
-from softmaxreg._threads import single_threaded_blas
+from softmaxreg._threads import limited_blas
 
 
 class PlainLbfgs:
@@ -32,7 +32,7 @@ class PlainLbfgs:
             X, np.searchsorted(classes, y), classes.shape[0], np.empty(0, dtype=X.dtype),
             C=self.C, fit_intercept=True, n_threads=self.n_jobs,
         )
-        with single_threaded_blas():
+        with limited_blas():
             result = lbfgs(objective, np.zeros(objective.n_params), tol=self.tol,
                            max_iter=self.max_iter)
         self.coef_, intercept = objective.unpack(result.w)
