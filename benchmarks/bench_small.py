@@ -21,8 +21,10 @@ Three scenarios, each timed side by side in one run (median after a warm-up):
 
 4. **Kernel threads.** The fused kernel on 1 and 2 threads by amount of work: where a
    second thread starts to pay.
+5. **L-BFGS drivers.** scipy's L-BFGS-B and softmaxreg's own L-BFGS on the same
+   objective: the time each spends per iteration outside the objective.
 
-Run alone: ``python -P benchmarks/bench_small.py [--quick] [--only small|grid|busy|threads]``.
+Run alone: ``python -P benchmarks/bench_small.py [--quick] [--only small|grid|busy|threads|drivers]``.
 Writes ``results/small.md`` (``results/quick/`` with ``--quick``).
 """
 
@@ -364,6 +366,64 @@ def run_kernel_threads(quick, log):
                  "threads chosen"], rows))
 
 
+# --------------------------------------------------------------------------- L-BFGS drivers
+
+
+def run_drivers(quick, log):
+    """scipy's L-BFGS-B against softmaxreg's own L-BFGS (``_lbfgs.minimize_lbfgs``) on the
+    same objective (digits, standardized coordinates, 2 threads): 60 iterations each,
+    the time per iteration spent outside the objective (the driver's own cost)."""
+    from scipy.optimize import minimize
+
+    from softmaxreg._lbfgs import minimize_lbfgs
+    from softmaxreg._objective import LinearSoftmaxObjective
+    from softmaxreg._preconditioning import StandardizedObjective
+    from softmaxreg._threads import limited_blas
+
+    X, y = make_problem("digits")
+    objective = StandardizedObjective(LinearSoftmaxObjective(
+        X, y.astype(np.intp), 10, np.empty(0), C=1.0, fit_intercept=True, n_threads=2), 2)
+    spent = {}
+
+    def counted(w):
+        t0 = time.perf_counter()
+        result = objective.loss_gradient(w)
+        spent["objective"] += time.perf_counter() - t0
+        spent["calls"] += 1
+        return result
+
+    class Counted:
+        value_resolution = objective.value_resolution
+        optimality = staticmethod(objective.optimality)
+        loss_gradient = staticmethod(counted)
+
+    w0 = np.zeros(objective.n_params)
+    drivers = {
+        "scipy L-BFGS-B": lambda: minimize(
+            counted, w0, method="L-BFGS-B", jac=True,
+            options={"maxiter": 60, "maxls": 50, "gtol": 0.0, "ftol": 0.0}).nit,
+        "softmaxreg _lbfgs": lambda: minimize_lbfgs(Counted, w0, tol=0.0, max_iter=60)[3],
+    }
+    rows = []
+    with limited_blas():
+        for name, run in drivers.items():
+            results = []
+            for _ in range(3 if quick else 11):
+                spent.update(objective=0.0, calls=0)
+                t0 = time.perf_counter()
+                n_iter = run()
+                total = time.perf_counter() - t0
+                results.append((total, spent["objective"], spent["calls"], n_iter))
+            total, inside, calls, n_iter = sorted(results)[len(results) // 2]
+            rows.append([name, n_iter, calls, f"{total * 1e3:.2f}", f"{inside * 1e3:.2f}",
+                         f"{(total - inside) / n_iter * 1e6:.0f}"])
+    log("L-BFGS drivers measured")
+    return ("### L-BFGS drivers: 60 iterations on digits (standardized coordinates, 2 "
+            "threads)\n\n" + markdown_table(
+                ["driver", "iterations", "evaluations", "total ms", "in the objective, ms",
+                 "driver's own us per iteration"], rows))
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -406,13 +466,15 @@ def run(quick, only=None, log=print):
         parts.append(text)
     if only in (None, "threads"):
         parts.append(run_kernel_threads(quick, log))
+    if only in (None, "drivers"):
+        parts.append(run_drivers(quick, log))
     return "\n\n".join([targets(small, grid, busy), *parts]) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["small", "grid", "busy", "threads"])
+    parser.add_argument("--only", choices=["small", "grid", "busy", "threads", "drivers"])
     args = parser.parse_args(argv)
     warning = busy_warning()
     if warning:
