@@ -2,10 +2,11 @@
 
 scipy's L-BFGS-B costs about 100 microseconds per iteration outside the objective
 (its driver, its wrappers and a Fortran-style reverse-communication loop), as much as
-the objective itself on a data set the size of digits. This one costs a few dozen
-numpy calls per iteration: the two-loop recursion runs on the m x m inner products
-of the stored pairs, kept up to date as pairs arrive, so each direction takes four
-products with the (m, n) arrays of pairs and O(m^2) scalar work.
+the objective itself on a data set the size of digits. This one costs a few numpy
+calls per iteration: the two-loop recursion runs in C (``_solver_loops.two_loop``) on
+the m x m inner products of the stored pairs, kept up to date as pairs arrive, so
+each direction reads the (m, n) arrays of pairs twice, with O(m^2) scalar work
+(benchmarks/bench_small.py, "L-BFGS drivers", times both drivers).
 
 References: Nocedal, "Updating quasi-Newton matrices with limited storage", Math.
 Comp. 1980 (the two-loop recursion); Nocedal & Wright, "Numerical Optimization",

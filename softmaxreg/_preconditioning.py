@@ -39,7 +39,6 @@ import math
 import numpy as np
 
 from ._dispatch import kernels
-from ._objective import relative_gradient
 from ._solver_loops import standardized_optimality, standardized_pullback, standardized_to_model
 
 
