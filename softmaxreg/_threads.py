@@ -313,5 +313,7 @@ def _team(n_threads):
     runtime keeps a thread's team for its next parallel regions; asked once)."""
     key = (threading.get_native_id(), n_threads)
     if key not in _teams:
+        if len(_teams) >= 64:  # threads come and go (thread pools): forget the old ones
+            _teams.clear()
         _teams[key] = [key[0], *openmp_thread_ids(n_threads)[1:]]
     return _teams[key]
