@@ -58,7 +58,8 @@ def build_parser():
     add("--dataset", choices=sorted(DATASET_LOADERS), default="digits", help="bundled dataset")
     add("--raw", action="store_true",
         help="fit the raw features, without StandardScaler: SoftmaxRegressor standardizes "
-        "internally, LogisticRegression often stops at max_iter")
+        "internally; LogisticRegression stops far from the optimum (its absolute test, "
+        "or max_iter at its own default of 100)")
     add("--C", type=checked(float, lambda v: 0 < v < math.inf, "> 0"), default=1.0,
         help="inverse regularization strength of both models")
     add("--tol", type=checked(float, lambda v: 0 <= v < math.inf, ">= 0"), default=1e-4,
