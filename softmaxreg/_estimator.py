@@ -6,15 +6,17 @@ from numbers import Integral, Real
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._dispatch import kernels as _kernels, linear_kernels
+from ._dispatch import kernels as _kernels
 from ._objective import LinearSoftmaxObjective
 from ._preconditioning import StandardizedObjective, column_moments
+from ._rows import rows_of
 from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
 from ._threads import ROW_WISE_WORK, KernelThreads, fitting
@@ -210,8 +212,11 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data: finite real numbers of any magnitude.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data: finite real numbers of any magnitude. SciPy sparse
+            matrices and arrays are used as CSR without densifying them (CSC, COO and
+            the other formats are converted to CSR once; a CSR matrix with duplicate
+            entries is copied once to sum them).
         y : array-like of shape (n_samples,)
             Class labels; at least two distinct classes.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -235,8 +240,10 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         # overflow that sum (harmlessly: it then checks element by element).
         with np.errstate(over="ignore", invalid="ignore"):
             X, y = validate_data(
-                self, X, y, dtype=[np.float64, np.float32], order="C", y_numeric=False
+                self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
+                y_numeric=False,
             )
+        X = _canonical(X)
         classes = _check_targets(y)
         labels = _labels(y, classes)
         if classes.shape[0] < 2:
@@ -373,18 +380,20 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         with np.errstate(over="ignore", invalid="ignore"):  # as in fit
-            X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
+            X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                              order="C", reset=False)
         dtype = X.dtype
         coef_t = np.ascontiguousarray(self.coef_.T, dtype=dtype)
         intercept = np.ascontiguousarray(self.intercept_, dtype=dtype)
         out = np.empty((X.shape[0], coef_t.shape[1]), dtype=dtype)
-        linear_kernels(out.shape[1]).linear_logits(
-            X, coef_t, intercept, out, KernelThreads(self.n_jobs)(out.size * (X.shape[1] + 1))
-        )
+        rows = rows_of(X)
+        rows.logits(coef_t, intercept, out,
+                    KernelThreads(self.n_jobs)(rows.work_per_class * out.shape[1]))
         rows = ~np.isfinite(out).all(axis=1)
         if not rows.any():
             return out, None
-        z, exponent = scaled_logits(X[rows], self.coef_, self.intercept_)
+        X_rows = X[rows].toarray() if sp.issparse(X) else X[rows]
+        z, exponent = scaled_logits(X_rows, self.coef_, self.intercept_)
         out[rows] = z  # |z| <= n_features + 1: in range in either dtype
         return out, (rows, exponent)
 
@@ -407,8 +416,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The samples.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified).
 
         Returns
         -------
@@ -433,8 +442,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The samples.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified).
 
         Returns
         -------
@@ -449,8 +458,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The samples.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified).
 
         Returns
         -------
@@ -465,8 +474,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The samples.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified).
 
         Returns
         -------
@@ -498,8 +507,17 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
+
+
+def _canonical(X):
+    """X, or for a CSR matrix with duplicate entries, a copy with them summed (the one
+    copy sparse X may get: the column moments count entries, not their sums)."""
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
 
 
 def _check_targets(y):

@@ -22,6 +22,7 @@ this module works in the model's own parameters.
 import numpy as np
 
 from ._dispatch import linear_kernels
+from ._rows import rows_of
 
 
 # Rows' probabilities up to this size (or a tenth of X) are kept for Hessian products.
@@ -55,8 +56,9 @@ class LinearSoftmaxObjective:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), C-contiguous float32 or float64
-        The data; the kernels run in its dtype.
+    X : ndarray or CSR matrix of shape (n_samples, n_features), float32 or float64
+        The data (C-contiguous where dense); the kernels run in its dtype
+        (``_rows``: one implementation per storage).
     labels : ndarray of shape (n_samples,), intp
         Class indices in ``[0, n_classes)``.
     n_classes : int
@@ -83,6 +85,7 @@ class LinearSoftmaxObjective:
         feature_exponents=None,
     ):
         self.X = X
+        self.rows = rows_of(X)
         self.labels = labels
         self.sample_weight = sample_weight
         self.n_classes = n_classes
@@ -90,7 +93,7 @@ class LinearSoftmaxObjective:
         self.n_threads = n_threads if callable(n_threads) else (lambda work, n=n_threads: n)
         self._kernels = linear_kernels(n_classes)
         n_samples, n_features = X.shape
-        self._work = n_samples * (n_features + 1) * n_classes
+        self._work = self.rows.work_per_class * n_classes
         self.n_columns = 1 if n_classes == 2 else n_classes
         #: The columns of the kernels' (d, k) buffers that the parameters fill.
         self._columns = slice(n_classes - self.n_columns, n_classes)
@@ -142,7 +145,7 @@ class LinearSoftmaxObjective:
         # where small enough), and the point they are of (NaN: none yet).
         self._proba = None
         padded = self._kernels.padded_classes(n_classes, X.dtype.name)
-        self._proba_bytes = n_samples * padded * X.itemsize
+        self._proba_bytes = n_samples * padded * np.dtype(X.dtype).itemsize
         self._proba_shape = (n_samples, padded)
 
     def pack(self, coef, intercept):
@@ -175,8 +178,8 @@ class LinearSoftmaxObjective:
         """The data term at the coefficients in the buffers: ``(1/S) sum_i s_i CE_i``
         (a float), with its gradient, times S, in ``out_coef`` (d, n_columns) and
         ``out_intercept`` (n_columns,), views of reused buffers in the dtype of X."""
-        loss = self._kernels.linear_loss_gradient(
-            self.X, self.labels, self.sample_weight, self._coef_t, self._intercept,
+        loss = self.rows.loss_gradient(
+            self.n_classes, self.labels, self.sample_weight, self._coef_t, self._intercept,
             self._out_coef_t, self._out_intercept, self.n_threads(self._work),
         )
         return loss * self.loss_scale, self.out_coef, self.out_intercept
@@ -191,7 +194,8 @@ class LinearSoftmaxObjective:
         and no exponentials, about 40% less time per product.
         """
         n_threads = self.n_threads(self._work)
-        if self._proba is None and self._proba_bytes <= max(_PROBA_CACHE_BYTES, self.X.nbytes // 10):
+        if (self._proba is None and self.rows.keeps_probabilities
+                and self._proba_bytes <= max(_PROBA_CACHE_BYTES, self.rows.nbytes // 10)):
             self._proba = np.empty(self._proba_shape, dtype=self.X.dtype)
             self._proba_coef_t = np.full_like(self._coef_t, np.nan)
             self._proba_intercept = np.full_like(self._intercept, np.nan)
@@ -208,8 +212,8 @@ class LinearSoftmaxObjective:
                 self._out_coef_t, self._out_intercept, n_threads,
             )
         else:
-            self._kernels.linear_hessian_product(
-                self.X, self.sample_weight, self._coef_t, self._intercept,
+            self.rows.hessian_product(
+                self.n_classes, self.sample_weight, self._coef_t, self._intercept,
                 self._direction_coef_t, self._direction_intercept,
                 self._out_coef_t, self._out_intercept, n_threads,
             )

@@ -37,6 +37,7 @@ means the same with or without it.
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._dispatch import kernels
 from ._solver_loops import standardized_optimality, standardized_pullback, standardized_to_model
@@ -65,10 +66,13 @@ def column_moments(X, sample_weight, n_threads):
     mean, std, magnitude : ndarrays of shape (n_features,)
     """
     n_features = X.shape[1]
-    mean, variance, magnitude = (np.zeros(n_features) for _ in range(3))
-    if callable(n_threads):
-        n_threads = n_threads(X.shape[0] * X.shape[1])
-    kernels.column_moments(X, sample_weight, mean, variance, magnitude, n_threads)
+    if sp.issparse(X):
+        mean, variance, magnitude = _sparse_column_moments(X, sample_weight)
+    else:
+        mean, variance, magnitude = (np.zeros(n_features) for _ in range(3))
+        if callable(n_threads):
+            n_threads = n_threads(X.shape[0] * X.shape[1])
+        kernels.column_moments(X, sample_weight, mean, variance, magnitude, n_threads)
     std = np.sqrt(variance)
     weights = sample_weight if sample_weight.size else None
     # Non-zero columns of tiny variance, constants included (their variance is 0 exactly,
@@ -77,13 +81,49 @@ def column_moments(X, sample_weight, n_threads):
         (variance < _SMALLEST_ACCURATE_SQUARE) & (magnitude > 0)
     )
     for j in np.flatnonzero(out_of_range):
-        column = X[:, j].astype(np.float64)
+        column = (X[:, [j]].toarray().ravel() if sp.issparse(X) else X[:, j]).astype(np.float64)
         largest = np.max(np.abs(column))
         column /= largest
         mean_j = np.average(column, weights=weights)
         mean[j] = mean_j * largest
         std[j] = np.sqrt(np.average((column - mean_j) ** 2, weights=weights)) * largest
     return mean, std, magnitude
+
+
+def _sparse_column_moments(X, sample_weight):
+    """``column_moments`` of a CSR matrix without duplicate entries: (mean, variance,
+    magnitude), from its stored entries and the implicit zeros, in NumPy (O(nnz)).
+
+    As the dense kernel shifts by a row, each column is shifted by its first stored value
+    on a row of positive weight, so a column that is constant there (stored in every such
+    row, or never stored, or stored as zeros) has variance exactly 0.
+    """
+    n_rows, n_features = X.shape
+    row_weight = sample_weight.astype(np.float64) if sample_weight.size else np.ones(n_rows)
+    total = row_weight.sum()
+    weight = np.repeat(row_weight, np.diff(X.indptr))
+    positive = weight > 0
+    columns, weight = X.indices[positive], weight[positive]
+    values = X.data[positive].astype(np.float64)
+    stored = np.bincount(columns, minlength=n_features)
+    shift = np.zeros(n_features)
+    first, where = np.unique(columns, return_index=True)  # entries are in row order
+    shift[first] = values[where]
+    deviation = values - shift[columns]
+    sum1 = np.bincount(columns, weights=weight * deviation, minlength=n_features)
+    sum2 = np.bincount(columns, weights=weight * deviation * deviation, minlength=n_features)
+    # The implicit zeros of the rows of positive weight that do not store the column.
+    implicit = stored < np.count_nonzero(row_weight > 0)
+    zeros_weight = np.where(
+        implicit, total - np.bincount(columns, weights=weight, minlength=n_features), 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum1 -= zeros_weight * shift
+        sum2 += zeros_weight * shift * shift
+        mean = shift + sum1 / total
+        variance = np.maximum(sum2 / total - (sum1 / total) ** 2, 0.0)
+    magnitude = np.zeros(n_features)
+    np.maximum.at(magnitude, columns, np.abs(values))
+    return mean, variance, magnitude
 
 
 # Features larger than this (root mean square) enter the stopping test in the model's

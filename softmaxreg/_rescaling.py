@@ -17,6 +17,7 @@ range:
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def power_of_two_below(values):
@@ -64,7 +65,7 @@ def scale_extreme_columns(X, magnitude):
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
     magnitude : ndarray of shape (n_features,)
         The largest magnitude of each column (``column_moments``).
 
@@ -84,6 +85,10 @@ def scale_extreme_columns(X, magnitude):
     if not extreme.any():
         return X, None
     exponents = np.where(extreme, np.frexp(magnitude)[1], 0)
+    if sp.issparse(X):
+        X = X.copy()
+        X.data = np.ldexp(X.data, -exponents[X.indices]).astype(X.dtype)
+        return X, exponents
     return np.ldexp(X, -exponents).astype(X.dtype), exponents
 
 

@@ -1,0 +1,83 @@
+"""The rows of X, by storage: one class per storage, the same methods for each.
+
+``LinearSoftmaxObjective`` and the estimator see X only through these: the fused
+loss+gradient, the Hessian-vector product and the logits of the linear model over
+all rows, and the size of X. ``DenseRows`` runs the dense kernels (``_kernels``,
+picked by ``_dispatch``), ``CsrRows`` the CSR ones (``_sparse_kernels``). X is never
+copied or densified here.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _sparse_kernels
+from ._dispatch import linear_kernels
+
+
+class DenseRows:
+    """A C-contiguous float32 or float64 ndarray of shape (n_samples, n_features)."""
+
+    #: Whether Hessian products can read the rows' probabilities computed once per point
+    #: (``_kernels.linear_probabilities``).
+    keeps_probabilities = True
+
+    def __init__(self, X):
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.nbytes = X.nbytes
+        #: Multiply-adds of a pass over the rows, per class (``_threads.KernelThreads``).
+        self.work_per_class = X.shape[0] * (X.shape[1] + 1)
+
+    def loss_gradient(self, n_classes, labels, sample_weight, coef_t, intercept,
+                      grad_coef_t, grad_intercept, n_threads):
+        return linear_kernels(n_classes).linear_loss_gradient(
+            self.X, labels, sample_weight, coef_t, intercept, grad_coef_t, grad_intercept,
+            n_threads)
+
+    def hessian_product(self, n_classes, sample_weight, coef_t, intercept, direction_coef_t,
+                        direction_intercept, out_coef_t, out_intercept, n_threads):
+        linear_kernels(n_classes).linear_hessian_product(
+            self.X, sample_weight, coef_t, intercept, direction_coef_t, direction_intercept,
+            out_coef_t, out_intercept, n_threads)
+
+    def logits(self, coef_t, intercept, out, n_threads):
+        linear_kernels(coef_t.shape[1]).linear_logits(self.X, coef_t, intercept, out, n_threads)
+
+
+class CsrRows:
+    """A SciPy CSR matrix or array, float32 or float64, int32 or int64 indices."""
+
+    keeps_probabilities = False
+
+    def __init__(self, X):
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self._arrays = (X.data, X.indices, X.indptr)
+        self.nbytes = sum(a.nbytes for a in self._arrays)
+        self.work_per_class = X.nnz + X.shape[0]
+
+    def loss_gradient(self, n_classes, labels, sample_weight, coef_t, intercept,
+                      grad_coef_t, grad_intercept, n_threads):
+        return _sparse_kernels.csr_linear_loss_gradient(
+            *self._arrays, labels, sample_weight, coef_t, intercept, grad_coef_t,
+            grad_intercept, n_threads)
+
+    def hessian_product(self, n_classes, sample_weight, coef_t, intercept, direction_coef_t,
+                        direction_intercept, out_coef_t, out_intercept, n_threads):
+        _sparse_kernels.csr_linear_hessian_product(
+            *self._arrays, sample_weight, coef_t, intercept, direction_coef_t,
+            direction_intercept, out_coef_t, out_intercept, n_threads)
+
+    def logits(self, coef_t, intercept, out, n_threads):
+        _sparse_kernels.csr_linear_logits(*self._arrays, coef_t, intercept, out, n_threads)
+
+
+def rows_of(X):
+    """``CsrRows`` for a SciPy CSR matrix or array, ``DenseRows`` for an ndarray."""
+    if sp.issparse(X):
+        if X.format != "csr":
+            raise TypeError(f"sparse X must be CSR here, got {X.format!r}.")
+        return CsrRows(X)
+    return DenseRows(np.asarray(X))
