@@ -38,7 +38,7 @@ class _Pairs:
     def __init__(self, n):
         self.S = np.zeros((MEMORY, n))
         self.Y = np.zeros((MEMORY, n))
-        self.SY = np.zeros((MEMORY, MEMORY))  # SY[i, j] = s_i . y_j
+        self.SY = np.zeros((MEMORY, MEMORY))  # SY[i, j] = s_i . y_j (i older than j)
         self.rho = np.zeros(MEMORY)
         self.order = []  # slots, oldest first
         self._order = np.zeros(0, dtype=np.intp)

@@ -163,18 +163,21 @@ def store_pair(
 def pair_products(
     const double[:, ::1] S, const double[:, ::1] Y, Py_ssize_t slot, double[:, ::1] SY,
 ):
-    """After the pair in row ``slot`` of S and Y changed: ``SY[slot, j] = s_slot . y_j``
-    and ``SY[i, slot] = s_i . y_slot`` for every row."""
+    """After the pair in row ``slot`` of S and Y changed: ``SY[i, slot] = s_i . y_slot``
+    for every row i.
+
+    ``two_loop`` reads ``SY[i, j]`` only for a pair i older than the pair j (the first
+    loop's ``s_i . y_j`` for j newer than i, the second's ``s_j . y_i`` for j older than
+    i), so the new pair's row, ``s_slot . y_j`` for the older pairs, is never needed:
+    one pass over S, none over Y.
+    """
     cdef Py_ssize_t m = S.shape[0], n = S.shape[1], i, t
-    cdef double a, b
+    cdef double b
     with nogil:
         for i in range(m):
-            a = 0.0
             b = 0.0
             for t in range(n):
-                a += S[slot, t] * Y[i, t]
                 b += S[i, t] * Y[slot, t]
-            SY[slot, i] = a
             SY[i, slot] = b
 
 
