@@ -300,7 +300,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             )
         if not result.converged:
             _warn_not_converged(
-                solver, result, self.max_iter, self.tol, X.dtype, classes.shape[0]
+                solver, result, self.max_iter, self.tol, X.dtype, classes.shape[0],
+                unpenalized=self.C == np.inf,
             )
         coef, intercept = objective.unpack(standardized.to_model(result.w))
         if objective.n_columns > 1:
@@ -551,8 +552,9 @@ def _auto_solver(warm):
     return "newton-cg" if warm else "lbfgs, then newton-cg"
 
 
-def _warn_not_converged(solver, result, max_iter, tol, dtype, n_classes):
-    """A ConvergenceWarning that says why the solver stopped and what to do."""
+def _warn_not_converged(solver, result, max_iter, tol, dtype, n_classes, unpenalized=False):
+    """A ConvergenceWarning that says why the solver stopped and what to do
+    (``unpenalized``: C is infinite)."""
     if result.reached_max_iter and result.objective < 1e-3 * np.log(n_classes):
         # F at W = 0 is log(k): a loss this far below it means a penalty too weak to
         # hold coefficients that separate the classes.
@@ -561,6 +563,12 @@ def _warn_not_converged(solver, result, max_iter, tol, dtype, n_classes):
             "at zero coefficients: the classes are (nearly) separable, and the coefficients "
             "grow without bound as C grows. A smaller C gives a finite optimum; or "
             "increase max_iter, or tol."
+        )
+    elif result.reached_max_iter and unpenalized:
+        advice = (
+            "With C=np.inf there is no penalty: where the classes are (nearly) separable "
+            "there is no finite optimum, and the coefficients grow without bound; a finite "
+            "C gives one. Otherwise, increase max_iter, or tol."
         )
     elif result.reached_max_iter:
         advice = "Increase max_iter, or tol."

@@ -291,3 +291,11 @@ def test_huge_weights_give_a_finite_model():
     fit_quietly(b, X, y)
     assert np.isfinite(a.coef_).all() and np.isfinite(a.intercept_).all()
     assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-6)
+
+
+def test_an_unpenalized_fit_that_stops_at_max_iter_says_why():
+    """C=np.inf on breast cancer (separable): at max_iter=100 the objective is still 1% of
+    its start, yet the warning says that with no penalty there may be no finite optimum."""
+    X, y = raw(load_breast_cancer)
+    with pytest.warns(ConvergenceWarning, match="C=np.inf there is no penalty.*finite"):
+        SoftmaxRegressor(C=np.inf).fit(X, y)
