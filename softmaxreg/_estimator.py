@@ -387,9 +387,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         coef_t = np.ascontiguousarray(self.coef_.T, dtype=dtype)
         intercept = np.ascontiguousarray(self.intercept_, dtype=dtype)
         out = np.empty((X.shape[0], coef_t.shape[1]), dtype=dtype)
-        rows = rows_of(X)
-        rows.logits(coef_t, intercept, out,
-                    KernelThreads(self.n_jobs)(rows.work_per_class * out.shape[1]))
+        storage = rows_of(X)
+        storage.logits(coef_t, intercept, out,
+                       KernelThreads(self.n_jobs)(storage.work_per_class * out.shape[1]))
         rows = ~np.isfinite(out).all(axis=1)
         if not rows.any():
             return out, None

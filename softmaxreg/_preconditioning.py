@@ -215,21 +215,6 @@ class StandardizedObjective:
             theta[n_coef:] = w[n_coef:] + np.einsum("j,jc->c", self._mean, coef)
         return theta
 
-    def _pullback(self, grad):
-        """``T^T grad``: a model-space gradient as a gradient in theta."""
-        k, n_coef = self._k, self._n_coef
-        grad_coef = grad[:n_coef].reshape(-1, k)
-        out = np.empty_like(grad)
-        if self._fit_intercept:
-            grad_intercept = grad[n_coef:]
-            out[:n_coef] = (
-                self.scale[:, None] * (grad_coef - self._mean[:, None] * grad_intercept)
-            ).ravel()
-            out[n_coef:] = grad_intercept
-        else:
-            out[:n_coef] = (self.scale[:, None] * grad_coef).ravel()
-        return out
-
     def model_gradient(self, grad_theta):
         """``T^-T grad_theta``: the gradient in the model's coordinates, with 0 for the
         coefficients of features that do not vary (they are at their optimum)."""

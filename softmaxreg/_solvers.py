@@ -110,11 +110,10 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_ove
     result : SolverResult
     """
     history = []
-    previous = [np.asarray(w0), float("nan")]  # the last iterate, the last step's length
+    iterates = [None, np.asarray(w0)]  # the last two (the solver makes a new array each time)
 
     def callback(iteration, w, value, optimality):
-        previous[1] = float(np.linalg.norm(w - previous[0]))
-        previous[0] = w
+        iterates[:] = [iterates[1], w]
         history.append(min(history[-1], optimality) if history else optimality)
         if verbose > 0:
             _report("lbfgs", iteration, value, optimality)
@@ -138,7 +137,8 @@ def lbfgs(objective, w0, *, tol, max_iter, verbose=0, warm_start=False, hand_ove
     return SolverResult(
         w=w, objective=float(value), n_iter=n_iter, converged=status == "converged",
         message=messages[status], reached_max_iter=status == "max_iter",
-        last_step=previous[1],
+        last_step=(float(np.linalg.norm(iterates[1] - iterates[0]))
+                   if iterates[0] is not None else float("nan")),
     )
 
 
