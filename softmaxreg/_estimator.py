@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._dispatch import kernels as _kernels
 from ._objective import LinearSoftmaxObjective
 from ._preconditioning import StandardizedObjective, column_moments
-from ._rows import rows_of
+from ._rows import CsrRows, rows_of
 from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
 from ._threads import ROW_WISE_WORK, KernelThreads, fitting
@@ -259,6 +259,16 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             X_fit, column_exponents = scale_extreme_columns(X, magnitude)
             if column_exponents is not None:  # the moments of the scaled copy, exactly
                 mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
+            stored = _stored_columns(X, magnitude)
+            if stored is not None:
+                # Only the columns with a non-zero entry (on a row of positive weight) are
+                # fitted: the others' coefficients are 0 at the optimum, and they would
+                # cost the solvers d x k of work and memory for nothing on hashed or
+                # one-hot data. X is read through a column map, not copied.
+                X_fit = CsrRows(X_fit, stored)
+                mean, std = mean[stored], std[stored]
+                if column_exponents is not None:
+                    column_exponents = column_exponents[stored]
             objective = LinearSoftmaxObjective(
                 X_fit,
                 labels,
@@ -270,13 +280,15 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 feature_exponents=column_exponents,
             )
             standardized = StandardizedObjective(objective, n_threads, (mean, std, None))
-            w0 = self._warm_start_point(standardized, column_exponents)
+            w0 = self._warm_start_point(standardized, column_exponents, X.shape[1], stored)
             warm = w0 is not None
             solver = self.solver if self.solver != "auto" else _auto_solver(warm)
             if self.verbose > 0:
                 start = time.perf_counter()
                 print(
-                    f"[SoftmaxRegressor] {X.shape[0]} x {X.shape[1]} {X.dtype.name}, "
+                    f"[SoftmaxRegressor] {X.shape[0]} x {X.shape[1]} {X.dtype.name}"
+                    f"{f' (sparse, {X.nnz} entries)' if sp.issparse(X) else ''}"
+                    f"{f' ({len(stored)} columns with entries fitted)' if stored is not None else ''}, "
                     f"{classes.shape[0]} classes, C={self.C:g}; solver {solver}"
                     f"{' (warm start)' if warm else ''}, tol={self.tol:g}, "
                     f"max_iter={self.max_iter}; up to {n_threads.limit} OpenMP thread(s)"
@@ -314,6 +326,10 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             if column_exponents is not None:
                 coef = np.ldexp(coef, -column_exponents)
             coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
+        if stored is not None:
+            full = np.zeros((coef.shape[0], X.shape[1]), dtype=coef.dtype)
+            full[:, stored] = coef
+            coef = full
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
             columns = ~np.isfinite(coef).all(axis=0)
             raise ValueError(
@@ -353,18 +369,21 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             )
         return sw, C
 
-    def _warm_start_point(self, standardized, column_exponents):
+    def _warm_start_point(self, standardized, column_exponents, n_features, stored):
         """The previous model in the solvers' coordinates, or None for a cold start: without
         warm_start, a previous model of another shape, or one that fits worse than zero
-        coefficients (F = log k there), which carries no information, only distance."""
+        coefficients (F = log k there), which carries no information, only distance.
+        ``stored``: the columns fitted (None: all)."""
         objective = standardized.objective
         if not (
             self.warm_start
             and hasattr(self, "coef_")
-            and self.coef_.shape == (objective.n_columns, objective.X.shape[1])
+            and self.coef_.shape == (objective.n_columns, n_features)
         ):
             return None
         coef = self.coef_.astype(np.float64)
+        if stored is not None:
+            coef = coef[:, stored]
         if column_exponents is not None:
             coef = np.ldexp(coef, column_exponents)
         w = standardized.centre(standardized.to_solver(objective.pack(coef, self.intercept_)))
@@ -519,6 +538,18 @@ def _canonical(X):
         X = X.copy()
         X.sum_duplicates()
     return X
+
+
+def _stored_columns(X, magnitude):
+    """For sparse X with columns that hold no non-zero value on a row of positive weight,
+    the sorted indices of the others (at least one, so that the model keeps a column);
+    None for dense X or where every column holds one."""
+    if not sp.issparse(X):
+        return None
+    stored = np.flatnonzero(magnitude > 0)
+    if stored.shape[0] == X.shape[1]:
+        return None
+    return stored if stored.shape[0] else np.zeros(1, dtype=np.intp)
 
 
 def _check_targets(y):

@@ -5,7 +5,8 @@ scipy's L-BFGS-B costs about 100 microseconds per iteration outside the objectiv
 the objective itself on a data set the size of digits. This one costs a few numpy
 calls per iteration: the two-loop recursion runs in C (``_solver_loops.two_loop``) on
 the m x m inner products of the stored pairs, kept up to date as pairs arrive, so
-each direction reads the (m, n) arrays of pairs twice, with O(m^2) scalar work
+each direction reads the (m, n) arrays of pairs three times in blocks, with O(m^2)
+scalar work
 (benchmarks/bench_small.py, "L-BFGS drivers", times both drivers).
 
 References: Nocedal, "Updating quasi-Newton matrices with limited storage", Math.
@@ -21,7 +22,7 @@ import math
 
 import numpy as np
 
-from ._solver_loops import pair_products, store_pair, two_loop
+from ._solver_loops import store_pair, two_loop
 
 # The stored pairs: scipy's and LogisticRegression's default (maxcor=10).
 MEMORY = 10
@@ -43,14 +44,14 @@ class _Pairs:
         self.order = []  # slots, oldest first
         self._order = np.zeros(0, dtype=np.intp)
         self.gamma = 1.0  # the initial inverse Hessian's scale, s.y / y.y of the last pair
-        self._work = np.empty(2 * MEMORY)
+        self._work = np.empty(4 * MEMORY)
 
     def add(self, w_new, w, grad_new, grad):
         """Store the pair (w_new - w, grad_new - grad), unless its curvature s.y is not
         clearly positive (then the pair would break the update's positive definiteness;
         it is dropped)."""
         slot = self.order[0] if len(self.order) == MEMORY else len(self.order)
-        sy, yy = store_pair(w_new, w, grad_new, grad, self.S, self.Y, slot)
+        sy, yy = store_pair(w_new, w, grad_new, grad, self.S, self.Y, slot, self.SY)
         if not (sy > _EPS * yy and math.isfinite(sy + yy)):
             if len(self.order) == MEMORY:  # the oldest pair was overwritten: drop it too
                 self.order.pop(0)
@@ -58,7 +59,6 @@ class _Pairs:
             return
         if len(self.order) == MEMORY:
             self.order.pop(0)
-        pair_products(self.S, self.Y, slot, self.SY)
         self.rho[slot] = 1.0 / sy
         self.gamma = sy / yy
         self.order.append(slot)

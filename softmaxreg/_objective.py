@@ -56,9 +56,10 @@ class LinearSoftmaxObjective:
 
     Parameters
     ----------
-    X : ndarray or CSR matrix of shape (n_samples, n_features), float32 or float64
-        The data (C-contiguous where dense); the kernels run in its dtype
-        (``_rows``: one implementation per storage).
+    X : ndarray, CSR matrix, or ``_rows.DenseRows`` / ``_rows.CsrRows``
+        The data, of shape (n_samples, n_features), float32 or float64 (C-contiguous
+        where dense); the kernels run in its dtype (``_rows``: one implementation per
+        storage). A ``CsrRows`` with ``columns`` is the data on those columns only.
     labels : ndarray of shape (n_samples,), intp
         Class indices in ``[0, n_classes)``.
     n_classes : int
@@ -84,15 +85,15 @@ class LinearSoftmaxObjective:
         self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads,
         feature_exponents=None,
     ):
-        self.X = X
         self.rows = rows_of(X)
+        self.X = X = self.rows.X
         self.labels = labels
         self.sample_weight = sample_weight
         self.n_classes = n_classes
         self.fit_intercept = fit_intercept
         self.n_threads = n_threads if callable(n_threads) else (lambda work, n=n_threads: n)
         self._kernels = linear_kernels(n_classes)
-        n_samples, n_features = X.shape
+        n_samples, n_features = self.rows.shape
         self._work = self.rows.work_per_class * n_classes
         self.n_columns = 1 if n_classes == 2 else n_classes
         #: The columns of the kernels' (d, k) buffers that the parameters fill.

@@ -110,8 +110,10 @@ def _sparse_column_moments(X, sample_weight):
     first, where = np.unique(columns, return_index=True)  # entries are in row order
     shift[first] = values[where]
     deviation = values - shift[columns]
-    sum1 = np.bincount(columns, weights=weight * deviation, minlength=n_features)
-    sum2 = np.bincount(columns, weights=weight * deviation * deviation, minlength=n_features)
+    # (float64 always: np.bincount of no entries at all is int64, weights or not)
+    sum1 = np.bincount(columns, weights=weight * deviation, minlength=n_features).astype(np.float64)
+    sum2 = np.bincount(columns, weights=weight * deviation * deviation,
+                       minlength=n_features).astype(np.float64)
     # The implicit zeros of the rows of positive weight that do not store the column.
     implicit = stored < np.count_nonzero(row_weight > 0)
     zeros_weight = np.where(
@@ -157,6 +159,8 @@ class StandardizedObjective:
         self._k = objective.n_columns
         self._fit_intercept = objective.fit_intercept
         if moments is None:
+            if objective.rows.shape != objective.X.shape:
+                raise ValueError("the moments of a column subset must be given.")
             moments = column_moments(objective.X, objective.sample_weight, n_threads)
         mean, std, _ = moments
         if not self._fit_intercept:

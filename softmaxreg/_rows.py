@@ -46,36 +46,63 @@ class DenseRows:
 
 
 class CsrRows:
-    """A SciPy CSR matrix or array, float32 or float64, int32 or int64 indices."""
+    """A SciPy CSR matrix or array, float32 or float64, int32 or int64 indices.
+
+    With ``columns`` (sorted indices of X's columns, among them every column that
+    stores an entry), the rows are those of ``X[:, columns]``, of shape
+    (n_samples, len(columns)), without that copy: the kernels read X's column j as
+    coefficient row ``column_map[j]``. The kernels' per-thread accumulators live in a
+    workspace kept from call to call (see ``_sparse_kernels``).
+    """
 
     keeps_probabilities = False
 
-    def __init__(self, X):
+    def __init__(self, X, columns=None):
         self.X = X
-        self.shape = X.shape
         self.dtype = X.dtype
-        self._arrays = (X.data, X.indices, X.indptr)
-        self.nbytes = sum(a.nbytes for a in self._arrays)
+        self.columns = columns
+        if columns is None:
+            self.column_map = np.empty(0, dtype=X.indices.dtype)
+            self.shape = X.shape
+        else:
+            self.column_map = np.zeros(X.shape[1], dtype=X.indices.dtype)
+            self.column_map[columns] = np.arange(len(columns), dtype=X.indices.dtype)
+            self.shape = (X.shape[0], len(columns))
+        self._arrays = (X.data, X.indices, X.indptr, self.column_map)
+        self.nbytes = sum(a.nbytes for a in self._arrays[:3])
         self.work_per_class = X.nnz + X.shape[0]
+        self._workspace = np.empty(0, dtype=X.dtype)
+
+    def workspace(self, n_coef_rows, n_classes, n_threads):
+        """The kernels' workspace for ``n_threads``, grown where it is too small."""
+        size = _sparse_kernels.csr_workspace_size(
+            n_coef_rows, n_classes, n_threads, self.dtype.name)
+        if self._workspace.shape[0] < size:
+            self._workspace = np.empty(size, dtype=self.dtype)
+        return self._workspace
 
     def loss_gradient(self, n_classes, labels, sample_weight, coef_t, intercept,
                       grad_coef_t, grad_intercept, n_threads):
         return _sparse_kernels.csr_linear_loss_gradient(
             *self._arrays, labels, sample_weight, coef_t, intercept, grad_coef_t,
-            grad_intercept, n_threads)
+            grad_intercept, self.workspace(*coef_t.shape, n_threads), n_threads)
 
     def hessian_product(self, n_classes, sample_weight, coef_t, intercept, direction_coef_t,
                         direction_intercept, out_coef_t, out_intercept, n_threads):
         _sparse_kernels.csr_linear_hessian_product(
             *self._arrays, sample_weight, coef_t, intercept, direction_coef_t,
-            direction_intercept, out_coef_t, out_intercept, n_threads)
+            direction_intercept, out_coef_t, out_intercept,
+            self.workspace(*coef_t.shape, n_threads), n_threads)
 
     def logits(self, coef_t, intercept, out, n_threads):
         _sparse_kernels.csr_linear_logits(*self._arrays, coef_t, intercept, out, n_threads)
 
 
 def rows_of(X):
-    """``CsrRows`` for a SciPy CSR matrix or array, ``DenseRows`` for an ndarray."""
+    """``CsrRows`` for a SciPy CSR matrix or array, ``DenseRows`` for an ndarray, and X
+    itself where it is one of those already."""
+    if isinstance(X, (DenseRows, CsrRows)):
+        return X
     if sp.issparse(X):
         if X.format != "csr":
             raise TypeError(f"sparse X must be CSR here, got {X.format!r}.")

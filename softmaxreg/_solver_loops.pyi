@@ -39,9 +39,8 @@ def standardized_optimality(
 ) -> float: ...
 def store_pair(
     w_new: _DoubleArray, w: _DoubleArray, grad_new: _DoubleArray, grad: _DoubleArray,
-    S: _DoubleArray, Y: _DoubleArray, slot: int,
+    S: _DoubleArray, Y: _DoubleArray, slot: int, SY: _DoubleArray,
 ) -> tuple[float, float]: ...
-def pair_products(S: _DoubleArray, Y: _DoubleArray, slot: int, SY: _DoubleArray) -> None: ...
 def two_loop(
     S: _DoubleArray,
     Y: _DoubleArray,

@@ -3,24 +3,35 @@
 The sparse counterparts of ``_kernels.linear_logits``, ``linear_loss_gradient`` and
 ``linear_hessian_product``, with the same outputs and the same per-row softmax and
 cross-entropy (the C helpers of ``_tiles.h``, shared through
-``_kernel_common.pxi``). X is given as its CSR arrays: ``data`` (nnz values),
-``indices`` (nnz column indices, int32 or int64, in any order, duplicates summed as
-SciPy sums them) and ``indptr`` (n_rows + 1). A row's logits are its intercepts plus
-the stored entries times the coefficients' rows; its share of the gradient is added
-entry by entry. Explicit zeros and empty rows are handled like any other entries and
-rows.
+``_kernel_common.pxi``), and ``csr_column_moments``, the weighted column moments. X is
+given as its CSR arrays: ``data`` (nnz values), ``indices`` (nnz column indices, int32
+or int64, in any order, duplicates summed as SciPy sums them) and ``indptr``
+(n_rows + 1). A row's logits are its intercepts plus the stored entries times the
+coefficients' rows; its share of the gradient is added entry by entry. Explicit zeros
+and empty rows are handled like any other entries and rows.
 
-Rows are split into contiguous, equal ranges, one per thread (OpenMP static
-schedule); every thread accumulates into its own (n_features + 1) x padded-classes
-buffer, and the buffers are added in thread order, so for a given thread count the
-result is the same on every run. The buffers cost threads x (d + 1) x k values: for
-2**20 hashed features and 20 classes, 168 MiB per thread in float64.
+**Columns.** ``column_map`` (the indices' dtype) maps X's columns to the rows of the
+coefficients: column ``j`` of X is coefficient row ``column_map[j]``. An empty map is
+the identity. The solvers fit only the columns that store an entry (a column without
+one has coefficient 0 at the optimum of the penalized objective), so wide hashed or
+one-hot data with many empty columns cost nothing for those columns.
+
+**Threads and memory.** Rows are split into contiguous, equal ranges, one per thread
+(OpenMP static schedule). Thread 0 accumulates its gradient straight into the output;
+every other thread into its own (d + 1) x k buffer in ``workspace``, which the caller
+allocates once (``csr_workspace_size``) and passes to every call. The buffers are then
+added in thread order, in parallel over the coefficients, so for a given thread count
+the result is the same on every run. The extra memory is (threads - 1) x (d + 1) x k
+values, d the number of coefficient rows: for 2**20 hashed features that all store
+an entry and 20 classes, 160 MiB per extra thread in float64 (the solvers' L-BFGS
+history of 10 pairs holds 20 such arrays).
 """
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, log1p
+from libc.math cimport INFINITY, fabs, log1p
 from libc.stdlib cimport calloc, free
+from libc.string cimport memset
 
 include "_kernel_common.pxi"
 
@@ -30,39 +41,51 @@ ctypedef fused index_t:
     long long
 
 
+cdef inline Py_ssize_t _column(const index_t *indices, const index_t *column_map,
+                               Py_ssize_t p) noexcept nogil:
+    return column_map[indices[p]] if column_map != NULL else indices[p]
+
+
 cdef inline void _row_logits_csr(
-    const floating *data, const index_t *indices, Py_ssize_t start, Py_ssize_t end,
-    const floating *coef_pad, Py_ssize_t d, Py_ssize_t k, Py_ssize_t kp, floating *z,
+    const floating *data, const index_t *indices, const index_t *column_map,
+    Py_ssize_t start, Py_ssize_t end, const floating *coef, const floating *intercept,
+    Py_ssize_t k, Py_ssize_t kp, floating pad, floating *z,
 ) noexcept nogil:
-    """z[:kp] = the padded intercepts + sum over the row's entries of x * coef_pad[j]."""
-    cdef Py_ssize_t p, c, j
+    """z[:k] = intercept + sum over the row's entries of x * coef[column]; z[k:kp] = pad."""
+    cdef Py_ssize_t p, c
+    cdef const floating *row
     cdef floating x
-    for c in range(kp):
-        z[c] = coef_pad[d * kp + c]
+    for c in range(k):
+        z[c] = intercept[c]
+    for c in range(k, kp):
+        z[c] = pad
     for p in range(start, end):
-        j = indices[p]
+        row = coef + _column(indices, column_map, p) * k
         x = data[p]
         for c in range(k):
-            z[c] += x * coef_pad[j * kp + c]
+            z[c] += x * row[c]
 
 
 cdef inline void _row_accumulate_csr(
-    const floating *data, const index_t *indices, Py_ssize_t start, Py_ssize_t end,
-    const floating *g, Py_ssize_t d, Py_ssize_t k, Py_ssize_t kp, floating *acc,
+    const floating *data, const index_t *indices, const index_t *column_map,
+    Py_ssize_t start, Py_ssize_t end, const floating *g, Py_ssize_t k,
+    floating *acc, floating *acc_intercept,
 ) noexcept nogil:
-    """acc[j] += x * g for each entry (j, x) of the row, and acc[d] += g."""
-    cdef Py_ssize_t p, c, j
+    """acc[column] += x * g for each entry (column, x) of the row, and acc_intercept += g."""
+    cdef Py_ssize_t p, c
+    cdef floating *row
     cdef floating x
     for p in range(start, end):
-        j = indices[p]
+        row = acc + _column(indices, column_map, p) * k
         x = data[p]
         for c in range(k):
-            acc[j * kp + c] += x * g[c]
+            row[c] += x * g[c]
     for c in range(k):
-        acc[d * kp + c] += g[c]
+        acc_intercept[c] += g[c]
 
 
-cdef int _check_csr(Py_ssize_t nnz, Py_ssize_t n_indices, Py_ssize_t n_rows_plus_one) except -1:
+cdef int _check_csr(Py_ssize_t nnz, Py_ssize_t n_indices, Py_ssize_t n_rows_plus_one,
+                    Py_ssize_t n_map) except -1:
     if n_indices != nnz:
         raise ValueError(f"indices has {n_indices} entries for {nnz} values in data.")
     if n_rows_plus_one < 1:
@@ -70,79 +93,168 @@ cdef int _check_csr(Py_ssize_t nnz, Py_ssize_t n_indices, Py_ssize_t n_rows_plus
     return 0
 
 
+cdef inline Py_ssize_t _accumulator_stride(Py_ssize_t d, Py_ssize_t k,
+                                           Py_ssize_t itemsize) noexcept nogil:
+    return _slot_stride((d + 1) * k, itemsize)
+
+
+cdef inline Py_ssize_t _scratch_stride(Py_ssize_t kp, Py_ssize_t itemsize) noexcept nogil:
+    return _slot_stride(2 * kp, itemsize)
+
+
+def csr_workspace_size(Py_ssize_t n_coef_rows, Py_ssize_t n_classes, int n_threads, dtype):
+    """Elements of the ``workspace`` that ``csr_linear_loss_gradient`` and
+    ``csr_linear_hessian_product`` need for ``n_threads`` threads: (threads - 1)
+    accumulators of (n_coef_rows + 1) x n_classes and two padded rows of classes per
+    thread, each rounded up to whole cache lines.
+
+    Parameters
+    ----------
+    n_coef_rows, n_classes : int
+        The shape of ``coef_t``.
+    n_threads : int
+    dtype : "float32" or "float64"
+    """
+    cdef Py_ssize_t itemsize, kp
+    cdef int slots = max(n_threads, 1)
+    if str(dtype) == "float64":
+        itemsize, kp = 8, _padded_classes(n_classes, <double *> NULL)
+    elif str(dtype) == "float32":
+        itemsize, kp = 4, _padded_classes(n_classes, <float *> NULL)
+    else:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}.")
+    return ((slots - 1) * _accumulator_stride(n_coef_rows, n_classes, itemsize)
+            + slots * _scratch_stride(kp, itemsize))
+
+
+cdef int _check_workspace(Py_ssize_t size, Py_ssize_t d, Py_ssize_t k, int slots,
+                          Py_ssize_t kp, Py_ssize_t itemsize) except -1:
+    cdef Py_ssize_t needed = ((slots - 1) * _accumulator_stride(d, k, itemsize)
+                              + slots * _scratch_stride(kp, itemsize))
+    if size < needed:
+        raise ValueError(
+            f"workspace has {size} elements; {needed} are needed for {slots} threads "
+            f"(csr_workspace_size).")
+    return 0
+
+
+cdef void _reduce_accumulators(
+    floating *out_coef, floating *out_intercept, const floating *workspace,
+    Py_ssize_t d, Py_ssize_t k, const int *ran, int slots, int n_threads,
+) noexcept nogil:
+    """out += the accumulators of threads 1, 2, ... that ran, in that order, in parallel
+    over the coefficients (an element's sum does not depend on who adds it)."""
+    cdef Py_ssize_t stride = _accumulator_stride(d, k, sizeof(floating))
+    cdef Py_ssize_t size = (d + 1) * k, e
+    cdef floating *target
+    cdef floating total
+    cdef int t
+    if slots == 1:
+        return
+    for e in prange(size, schedule="static", num_threads=n_threads):
+        target = out_coef + e if e < d * k else out_intercept + (e - d * k)
+        total = target[0]
+        for t in range(1, slots):
+            if ran[t]:
+                total = total + workspace[(t - 1) * stride + e]
+        target[0] = total
+
+
 def csr_linear_logits(
     const floating[::1] data,
     const index_t[::1] indices,
     const index_t[::1] indptr,
+    const index_t[::1] column_map,
     const floating[:, ::1] coef_t,
     const floating[::1] intercept,
     floating[:, ::1] out,
     int n_threads,
 ):
-    """``out = X @ coef_t + intercept`` for the CSR matrix X (n_rows, d)."""
-    cdef Py_ssize_t n = indptr.shape[0] - 1, d = coef_t.shape[0], k = coef_t.shape[1], i, c, p
-    cdef floating total
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
-    if k == 0:
+    """``out = X @ coef_t + intercept`` for the CSR matrix X (n_rows, n_columns), its
+    column j read as coefficient row ``column_map[j]`` (empty map: the identity)."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1, k = coef_t.shape[1], i
+    cdef const index_t *cmap = &column_map[0] if column_map.shape[0] else NULL
+    cdef const floating *coef = &coef_t[0, 0] if coef_t.shape[0] else NULL
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], column_map.shape[0])
+    if k == 0 or n == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=max(n_threads, 1)):
-        for c in range(k):
-            total = intercept[c]
-            for p in range(indptr[i], indptr[i + 1]):
-                total = total + data[p] * coef_t[indices[p], c]
-            out[i, c] = total
+        _row_logits_csr(&data[0] if data.shape[0] else NULL,
+                        &indices[0] if indices.shape[0] else NULL, cmap,
+                        indptr[i], indptr[i + 1], coef, &intercept[0], k, k, 0, &out[i, 0])
 
 
 def csr_linear_loss_gradient(
     const floating[::1] data,
     const index_t[::1] indices,
     const index_t[::1] indptr,
+    const index_t[::1] column_map,
     const Py_ssize_t[::1] labels,
     const floating[::1] sample_weight,
     const floating[:, ::1] coef_t,
     const floating[::1] intercept,
     floating[:, ::1] grad_coef_t,
     floating[::1] grad_intercept,
+    floating[::1] workspace,
     int n_threads,
 ):
     """``_kernels.linear_loss_gradient`` for the CSR matrix X: returns the weighted loss
     (float64) and writes the gradient with respect to coef_t (d, k) and intercept (k).
-    An empty ``sample_weight`` means unit weights; rows of weight 0 contribute nothing."""
+    An empty ``sample_weight`` means unit weights; rows of weight 0 contribute nothing.
+    ``column_map`` and ``workspace``: see the module."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = coef_t.shape[0], k = coef_t.shape[1]
     cdef Py_ssize_t kp = _padded_classes(k, <floating *> NULL)
     cdef bint weighted = sample_weight.shape[0] > 0
-    cdef int n_slots = max(n_threads, 1)
-    cdef Py_ssize_t acc_size = (d + 1) * kp
-    cdef Py_ssize_t stride = _slot_stride(acc_size + kp, sizeof(floating))
+    cdef int slots = max(n_threads, 1)
+    cdef Py_ssize_t acc_stride = _accumulator_stride(d, k, sizeof(floating))
+    cdef Py_ssize_t scratch_stride = _scratch_stride(kp, sizeof(floating))
     cdef Py_ssize_t loss_stride = CACHE_LINE // sizeof(double)
-    cdef floating *coef_pad = NULL
-    cdef floating *slots = NULL
+    cdef const index_t *cmap = &column_map[0] if column_map.shape[0] else NULL
+    cdef const floating *xdata = &data[0] if data.shape[0] else NULL
+    cdef const index_t *xindices = &indices[0] if indices.shape[0] else NULL
+    cdef const floating *coef = &coef_t[0, 0] if d else NULL
+    cdef floating *out_coef = &grad_coef_t[0, 0] if d else NULL
+    cdef floating *space
     cdef double *loss_slots = NULL
+    cdef int *ran = NULL
     cdef floating *my_acc
+    cdef floating *my_intercept
     cdef floating *z
     cdef floating w
     cdef double rest, row_loss, loss = 0.0
-    cdef Py_ssize_t i, t
-    cdef int tid
+    cdef Py_ssize_t i
+    cdef int tid, t
 
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], column_map.shape[0])
+    if grad_coef_t.shape[0] != d or grad_coef_t.shape[1] != k or grad_intercept.shape[0] != k:
+        raise ValueError("grad_coef_t and grad_intercept must have coef_t's and intercept's shapes.")
+    _check_workspace(workspace.shape[0], d, k, slots, kp, sizeof(floating))
     if k == 0:
         return 0.0
+    space = &workspace[0]
     try:
-        coef_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
-        slots = <floating *> _checked_calloc(n_slots * stride, sizeof(floating))
-        loss_slots = <double *> _checked_calloc(n_slots * loss_stride, sizeof(double))
-        _pad_coef(coef_t, intercept, -INFINITY, kp, coef_pad)
-        with nogil, parallel(num_threads=n_slots):
+        loss_slots = <double *> _checked_calloc(slots * loss_stride, sizeof(double))
+        ran = <int *> _checked_calloc(slots, sizeof(int))
+        with nogil, parallel(num_threads=slots):
             tid = omp_get_thread_num()
-            my_acc = slots + tid * stride
-            z = my_acc + acc_size
+            ran[tid] = 1
+            if tid == 0:
+                my_acc = out_coef
+                my_intercept = &grad_intercept[0]
+                if d:
+                    memset(my_acc, 0, d * k * sizeof(floating))
+                memset(my_intercept, 0, k * sizeof(floating))
+            else:
+                my_acc = space + (tid - 1) * acc_stride
+                my_intercept = my_acc + d * k
+                memset(my_acc, 0, (d + 1) * k * sizeof(floating))
+            z = space + (slots - 1) * acc_stride + tid * scratch_stride
             for i in prange(n, schedule="static"):
                 w = sample_weight[i] if weighted else 1
                 if w == 0:
                     continue
-                _row_logits_csr(&data[0], &indices[0], indptr[i], indptr[i + 1],
-                                coef_pad, d, k, kp, z)
+                _row_logits_csr(xdata, xindices, cmap, indptr[i], indptr[i + 1],
+                                coef, &intercept[0], k, kp, -INFINITY, z)
                 # The row's loss is w (max(z) - z_y) + w log1p(rest), rest the sum of the
                 # other classes' exp(z - max(z)) (see smr_row_softmax_grad).
                 if floating is float:
@@ -150,15 +262,15 @@ def csr_linear_loss_gradient(
                 else:
                     row_loss = smr_row_softmax_grad_d(z, kp, labels[i], w, &rest)
                 loss_slots[tid * loss_stride] += row_loss + w * log1p(rest)
-                _row_accumulate_csr(&data[0], &indices[0], indptr[i], indptr[i + 1],
-                                    z, d, k, kp, my_acc)
-        for t in range(n_slots):
+                _row_accumulate_csr(xdata, xindices, cmap, indptr[i], indptr[i + 1],
+                                    z, k, my_acc, my_intercept)
+        for t in range(slots):
             loss += loss_slots[t * loss_stride]
-        _reduce_slots(slots, n_slots, stride, kp, grad_coef_t, grad_intercept)
+        with nogil:
+            _reduce_accumulators(out_coef, &grad_intercept[0], space, d, k, ran, slots, slots)
     finally:
-        free(coef_pad)
-        free(slots)
         free(loss_slots)
+        free(ran)
     return loss
 
 
@@ -166,6 +278,7 @@ def csr_linear_hessian_product(
     const floating[::1] data,
     const index_t[::1] indices,
     const index_t[::1] indptr,
+    const index_t[::1] column_map,
     const floating[::1] sample_weight,
     const floating[:, ::1] coef_t,
     const floating[::1] intercept,
@@ -173,56 +286,75 @@ def csr_linear_hessian_product(
     const floating[::1] direction_intercept,
     floating[:, ::1] out_coef_t,
     floating[::1] out_intercept,
+    floating[::1] workspace,
     int n_threads,
 ):
     """``_kernels.linear_hessian_product`` for the CSR matrix X: the Hessian of the loss
-    at (coef_t, intercept) times the direction (V, v), into out_coef_t and out_intercept."""
+    at (coef_t, intercept) times the direction (V, v), into out_coef_t and out_intercept.
+    ``column_map`` and ``workspace``: see the module."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = coef_t.shape[0], k = coef_t.shape[1]
     cdef Py_ssize_t kp = _padded_classes(k, <floating *> NULL)
     cdef bint weighted = sample_weight.shape[0] > 0
-    cdef int n_slots = max(n_threads, 1)
-    cdef Py_ssize_t acc_size = (d + 1) * kp
-    cdef Py_ssize_t stride = _slot_stride(acc_size + 2 * kp, sizeof(floating))
-    cdef floating *coef_pad = NULL
-    cdef floating *direction_pad = NULL
-    cdef floating *slots = NULL
+    cdef int slots = max(n_threads, 1)
+    cdef Py_ssize_t acc_stride = _accumulator_stride(d, k, sizeof(floating))
+    cdef Py_ssize_t scratch_stride = _scratch_stride(kp, sizeof(floating))
+    cdef const index_t *cmap = &column_map[0] if column_map.shape[0] else NULL
+    cdef const floating *xdata = &data[0] if data.shape[0] else NULL
+    cdef const index_t *xindices = &indices[0] if indices.shape[0] else NULL
+    cdef const floating *coef = &coef_t[0, 0] if d else NULL
+    cdef const floating *direction = &direction_coef_t[0, 0] if d else NULL
+    cdef floating *out_coef = &out_coef_t[0, 0] if d else NULL
+    cdef floating *space
+    cdef int *ran = NULL
     cdef floating *my_acc
+    cdef floating *my_intercept
     cdef floating *z
     cdef floating *r
     cdef floating w
     cdef Py_ssize_t i
     cdef int tid
 
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], column_map.shape[0])
+    if (direction_coef_t.shape[0] != d or direction_coef_t.shape[1] != k
+            or out_coef_t.shape[0] != d or out_coef_t.shape[1] != k
+            or direction_intercept.shape[0] != k or out_intercept.shape[0] != k):
+        raise ValueError("the direction and the outputs must have coef_t's and intercept's shapes.")
+    _check_workspace(workspace.shape[0], d, k, slots, kp, sizeof(floating))
     if k == 0:
         return
+    space = &workspace[0]
     try:
-        coef_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
-        direction_pad = <floating *> _checked_calloc((d + 1) * kp, sizeof(floating))
-        slots = <floating *> _checked_calloc(n_slots * stride, sizeof(floating))
-        _pad_coef(coef_t, intercept, -INFINITY, kp, coef_pad)
-        _pad_coef(direction_coef_t, direction_intercept, 0, kp, direction_pad)
-        with nogil, parallel(num_threads=n_slots):
+        ran = <int *> _checked_calloc(slots, sizeof(int))
+        with nogil, parallel(num_threads=slots):
             tid = omp_get_thread_num()
-            my_acc = slots + tid * stride
-            z = my_acc + acc_size
+            ran[tid] = 1
+            if tid == 0:
+                my_acc = out_coef
+                my_intercept = &out_intercept[0]
+                if d:
+                    memset(my_acc, 0, d * k * sizeof(floating))
+                memset(my_intercept, 0, k * sizeof(floating))
+            else:
+                my_acc = space + (tid - 1) * acc_stride
+                my_intercept = my_acc + d * k
+                memset(my_acc, 0, (d + 1) * k * sizeof(floating))
+            z = space + (slots - 1) * acc_stride + tid * scratch_stride
             r = z + kp
             for i in prange(n, schedule="static"):
                 w = sample_weight[i] if weighted else 1
                 if w == 0:
                     continue
-                _row_logits_csr(&data[0], &indices[0], indptr[i], indptr[i + 1],
-                                coef_pad, d, k, kp, z)
-                _row_logits_csr(&data[0], &indices[0], indptr[i], indptr[i + 1],
-                                direction_pad, d, k, kp, r)
+                _row_logits_csr(xdata, xindices, cmap, indptr[i], indptr[i + 1],
+                                coef, &intercept[0], k, kp, -INFINITY, z)
+                _row_logits_csr(xdata, xindices, cmap, indptr[i], indptr[i + 1],
+                                direction, &direction_intercept[0], k, kp, 0, r)
                 if floating is float:
                     smr_row_softmax_jvp_f(z, r, kp, w)
                 else:
                     smr_row_softmax_jvp_d(z, r, kp, w)
-                _row_accumulate_csr(&data[0], &indices[0], indptr[i], indptr[i + 1],
-                                    r, d, k, kp, my_acc)
-        _reduce_slots(slots, n_slots, stride, kp, out_coef_t, out_intercept)
+                _row_accumulate_csr(xdata, xindices, cmap, indptr[i], indptr[i + 1],
+                                    r, k, my_acc, my_intercept)
+        with nogil:
+            _reduce_accumulators(out_coef, &out_intercept[0], space, d, k, ran, slots, slots)
     finally:
-        free(coef_pad)
-        free(direction_pad)
-        free(slots)
+        free(ran)

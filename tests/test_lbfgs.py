@@ -26,21 +26,24 @@ def textbook_direction(pairs, grad):
 
 
 @pytest.mark.parametrize("n_pairs", [1, 3, MEMORY, MEMORY + 4, 3 * MEMORY + 1])
-def test_two_loop_is_the_textbook_recursion(n_pairs):
+@pytest.mark.parametrize("n", [37, 5003])  # within one block of the C loops, and several
+def test_two_loop_is_the_textbook_recursion(n_pairs, n):
     """With the pairs stored in a ring (older ones overwritten), the direction equals the
     recursion over the last MEMORY pairs, oldest first."""
     rng = np.random.default_rng(n_pairs)
-    n = 37
-    A = rng.standard_normal((n, n))
-    A = A @ A.T + n * np.eye(n)  # y = A s: positive curvature
+    diagonal, u = rng.uniform(1, 10, n), rng.standard_normal(n)
+
+    def A(s):  # positive definite: y = A s has positive curvature
+        return diagonal * s + (u @ s) * u
+
     pairs = _Pairs(n)
     history = []
     w, g = np.zeros(n), np.zeros(n)
     for _ in range(n_pairs):
         s = rng.standard_normal(n)
-        history.append((s, A @ s))
-        pairs.add(w + s, w, g + A @ s, g)
-        w, g = w + s, g + A @ s
+        history.append((s, A(s)))
+        pairs.add(w + s, w, g + A(s), g)
+        w, g = w + s, g + A(s)
     grad = rng.standard_normal(n)
     assert_allclose(pairs.direction(grad), textbook_direction(history[-MEMORY:], grad),
                     rtol=1e-12, atol=1e-12)

@@ -139,3 +139,45 @@ def test_one_hot_column_transformer_in_a_grid_search():
     assert sp.issparse(models[1.0][0].transform(frame))
     assert not sp.issparse(models[0.0][0].transform(frame))
     assert_allclose(models[1.0][-1].coef_, models[0.0][-1].coef_, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_columns_without_entries_are_not_fitted(n_classes):
+    """Wide sparse X (hashed or one-hot) stores entries in few of its columns: the fit on
+    X equals the fit on those columns alone, with exact zeros elsewhere, and a warm start
+    from that model reaches it again."""
+    rng = np.random.default_rng(n_classes)
+    n, d = 400, 5000
+    used = np.sort(rng.choice(d, 60, replace=False))
+    X = sp.random(n, 60, density=0.1, random_state=rng, format="csr")
+    wide = sp.csr_matrix((X.data, used[X.indices], X.indptr), shape=(n, d))
+    wide.data[:5] = 0.0  # explicit zeros: stored, not fitted where nothing else is
+    narrow = sp.csr_matrix(wide[:, used])
+    y = rng.integers(0, n_classes, n)
+    kwargs = dict(tol=1e-10, max_iter=2000, C=10.0)
+    model = SoftmaxRegressor(**kwargs).fit(wide, y)
+    reference = SoftmaxRegressor(**kwargs).fit(narrow, y)
+    assert model.coef_.shape == (reference.coef_.shape[0], d)
+    empty = np.ones(d, dtype=bool)
+    empty[used] = False
+    assert_array_equal(model.coef_[:, empty], 0.0)
+    assert_allclose(model.coef_[:, used], reference.coef_, rtol=1e-8, atol=1e-10)
+    assert_allclose(model.intercept_, reference.intercept_, rtol=1e-8, atol=1e-10)
+    assert_allclose(model.predict_proba(wide), reference.predict_proba(narrow), atol=1e-10)
+    warm = SoftmaxRegressor(warm_start=True, **kwargs)
+    warm.coef_, warm.intercept_ = model.coef_ + 0.1, model.intercept_.copy()
+    warm.fit(wide, y)
+    assert_allclose(warm.coef_, model.coef_, rtol=1e-6, atol=1e-8)
+
+
+def test_no_entries_at_all_fits_the_class_priors():
+    """Without a single non-zero value the model has only intercepts: the log of the class
+    frequencies (centred), exactly what the dense zero matrix gives."""
+    y = np.repeat([0, 1, 2], [10, 30, 60])
+    X = sp.csr_matrix((len(y), 7))
+    model = SoftmaxRegressor(tol=1e-12).fit(X, y)
+    dense = SoftmaxRegressor(tol=1e-12).fit(X.toarray(), y)
+    assert_array_equal(model.coef_, 0.0)
+    log_prior = np.log([0.1, 0.3, 0.6])
+    assert_allclose(model.intercept_, log_prior - log_prior.mean(), rtol=1e-8)
+    assert_allclose(dense.intercept_, model.intercept_, rtol=1e-8)

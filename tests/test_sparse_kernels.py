@@ -38,6 +38,34 @@ def awkward_csr(rng, n, d, density, dtype, index_dtype):
     return csr, dense
 
 
+def no_map(indices):
+    return np.empty(0, dtype=indices.dtype)
+
+
+def space(coef, n_threads):
+    return np.empty(sparse.csr_workspace_size(*coef.shape, n_threads, coef.dtype.name),
+                    dtype=coef.dtype)
+
+
+def logits_of(data, indices, indptr, coef, b, out, n_threads, column_map=None):
+    column_map = no_map(indices) if column_map is None else column_map
+    sparse.csr_linear_logits(data, indices, indptr, column_map, coef, b, out, n_threads)
+
+
+def loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, n_threads,
+                  column_map=None):
+    column_map = no_map(indices) if column_map is None else column_map
+    return sparse.csr_linear_loss_gradient(data, indices, indptr, column_map, labels, sw,
+                                           coef, b, g, gb, space(coef, n_threads), n_threads)
+
+
+def hessian_product(data, indices, indptr, sw, coef, b, V, v, h, hb, n_threads,
+                    column_map=None):
+    column_map = no_map(indices) if column_map is None else column_map
+    sparse.csr_linear_hessian_product(data, indices, indptr, column_map, sw, coef, b, V, v,
+                                      h, hb, space(coef, n_threads), n_threads)
+
+
 def point(rng, d, k, dtype, scale=1.0):
     return ((scale * rng.standard_normal((d, k))).astype(dtype),
             rng.standard_normal(k).astype(dtype))
@@ -61,12 +89,12 @@ def test_csr_kernels_equal_the_dense_ones(dtype, index_dtype, n_threads, k, weig
     dense = linear_kernels(k)
 
     logits, expected = np.empty((n, k), dtype), np.empty((n, k), dtype)
-    sparse.csr_linear_logits(data, indices, indptr, coef, b, logits, n_threads)
+    logits_of(data, indices, indptr, coef, b, logits, n_threads)
     dense.linear_logits(X, coef, b, expected, n_threads)
     assert_allclose(logits, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
 
     g, gb, eg, egb = (np.empty_like(a) for a in (coef, b, coef, b))
-    loss = sparse.csr_linear_loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, n_threads)
+    loss = loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, n_threads)
     expected_loss = dense.linear_loss_gradient(X, labels, sw, coef, b, eg, egb, n_threads)
     assert_allclose(loss, expected_loss, rtol=RTOL[dtype])
     scale = np.abs(eg).max()
@@ -74,7 +102,7 @@ def test_csr_kernels_equal_the_dense_ones(dtype, index_dtype, n_threads, k, weig
     assert_allclose(gb, egb, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(egb).max())
 
     h, hb, eh, ehb = (np.empty_like(a) for a in (coef, b, coef, b))
-    sparse.csr_linear_hessian_product(data, indices, indptr, sw, coef, b, V, v, h, hb, n_threads)
+    hessian_product(data, indices, indptr, sw, coef, b, V, v, h, hb, n_threads)
     dense.linear_hessian_product(X, sw, coef, b, V, v, eh, ehb, n_threads)
     assert_allclose(h, eh, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(eh).max())
     assert_allclose(hb, ehb, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(ehb).max())
@@ -89,11 +117,11 @@ def test_csr_gradient_matches_finite_differences():
     sw = np.empty(0)
 
     def loss(c, bb):
-        return sparse.csr_linear_loss_gradient(
+        return loss_gradient(
             data, indices, indptr, labels, sw, c, bb, np.empty_like(c), np.empty_like(bb), 1)
 
     g, gb = np.empty_like(coef), np.empty_like(b)
-    sparse.csr_linear_loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, 1)
+    loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, 1)
     h = 1e-6
     for j, c in [(0, 0), (4, 2), (8, 3)]:
         e = np.zeros_like(coef)
@@ -111,7 +139,7 @@ def test_empty_matrix_and_deterministic_per_thread_count():
     data, indices, indptr = np.empty(0), np.empty(0, np.int64), np.zeros(n + 1, np.int64)
     coef, b = point(np.random.default_rng(0), d, k, np.float64)
     out = np.empty((n, k))
-    sparse.csr_linear_logits(data, indices, indptr, coef, b, out, 2)
+    logits_of(data, indices, indptr, coef, b, out, 2)
     assert_array_equal(out, np.broadcast_to(b, (n, k)))
     rng = np.random.default_rng(1)
     (data, indices, indptr), _ = awkward_csr(rng, 500, 30, 0.1, np.float64, np.int64)
@@ -120,7 +148,7 @@ def test_empty_matrix_and_deterministic_per_thread_count():
     runs = []
     for _ in range(3):
         g, gb = np.empty_like(coef), np.empty_like(b)
-        loss = sparse.csr_linear_loss_gradient(data, indices, indptr, labels, np.empty(0), coef, b, g, gb, 2)
+        loss = loss_gradient(data, indices, indptr, labels, np.empty(0), coef, b, g, gb, 2)
         runs.append((loss, g.copy(), gb.copy()))
     for loss, g, gb in runs[1:]:
         assert loss == runs[0][0]
@@ -128,8 +156,70 @@ def test_empty_matrix_and_deterministic_per_thread_count():
         assert_array_equal(gb, runs[0][2])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_column_map_reads_the_stored_columns_only(n_threads, index_dtype):
+    """With a column map, the kernels on X equal the kernels on X[:, columns] (the
+    columns that store entries), without that copy."""
+    rng = np.random.default_rng(5)
+    n, d, k = 300, 40, 4
+    (data, indices, indptr), X = awkward_csr(rng, n, d, 0.05, np.float64, index_dtype)
+    columns = np.flatnonzero(np.bincount(indices, minlength=d))
+    assert len(columns) < d
+    column_map = np.zeros(d, dtype=index_dtype)
+    column_map[columns] = np.arange(len(columns))
+    Xc = sp.csr_matrix(X[:, columns])
+    Xc.indices, Xc.indptr = Xc.indices.astype(index_dtype), Xc.indptr.astype(index_dtype)
+    csr_c = (Xc.data, Xc.indices, Xc.indptr)
+    labels = rng.integers(0, k, n).astype(np.intp)
+    coef, b = point(rng, len(columns), k, np.float64)
+    V, v = point(rng, len(columns), k, np.float64)
+    out, expected = np.empty((n, k)), np.empty((n, k))
+    logits_of(data, indices, indptr, coef, b, out, n_threads, column_map)
+    logits_of(*csr_c, coef, b, expected, n_threads)
+    assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+    g, gb, eg, egb = (np.empty_like(a) for a in (coef, b, coef, b))
+    loss = loss_gradient(data, indices, indptr, labels, np.empty(0), coef, b, g, gb,
+                         n_threads, column_map)
+    assert_allclose(loss, loss_gradient(*csr_c, labels, np.empty(0), coef, b, eg, egb,
+                                        n_threads), rtol=1e-13)
+    assert_allclose(g, eg, rtol=1e-12, atol=1e-13)
+    assert_allclose(gb, egb, rtol=1e-12, atol=1e-13)
+    h, hb, eh, ehb = (np.empty_like(a) for a in (coef, b, coef, b))
+    hessian_product(data, indices, indptr, np.empty(0), coef, b, V, v, h, hb, n_threads,
+                    column_map)
+    hessian_product(*csr_c, np.empty(0), coef, b, V, v, eh, ehb, n_threads)
+    assert_allclose(h, eh, rtol=1e-12, atol=1e-13)
+    assert_allclose(hb, ehb, rtol=1e-12, atol=1e-13)
+
+
+def test_workspace_is_reused_and_checked():
+    """A workspace left dirty by one call gives the same result in the next (the kernels
+    zero what they use); one too small is refused with the size needed."""
+    rng = np.random.default_rng(2)
+    (data, indices, indptr), _ = awkward_csr(rng, 200, 12, 0.2, np.float64, np.int32)
+    labels = rng.integers(0, 3, 200).astype(np.intp)
+    coef, b = point(rng, 12, 3, np.float64)
+    work = np.full(sparse.csr_workspace_size(12, 3, 2, "float64"), np.nan)
+    results = []
+    for _ in range(2):
+        g, gb = np.empty_like(coef), np.empty_like(b)
+        loss = sparse.csr_linear_loss_gradient(data, indices, indptr, no_map(indices), labels,
+                                               np.empty(0), coef, b, g, gb, work, 2)
+        results.append((loss, g, gb))
+    assert np.isfinite(results[0][1]).all()
+    assert results[0][0] == results[1][0]
+    assert_array_equal(results[0][1], results[1][1])
+    with pytest.raises(ValueError, match="workspace has 3 elements"):
+        sparse.csr_linear_loss_gradient(data, indices, indptr, no_map(indices), labels,
+                                        np.empty(0), coef, b, g, gb, np.empty(3), 2)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        sparse.csr_workspace_size(12, 3, 2, "int8")
+
+
 def test_inconsistent_arrays_are_refused():
     with pytest.raises(ValueError, match="indices"):
         sparse.csr_linear_loss_gradient(
-            np.ones(3), np.zeros(2, np.int32), np.array([0, 3], np.int32), np.zeros(1, np.intp),
-            np.empty(0), np.zeros((2, 2)), np.zeros(2), np.empty((2, 2)), np.empty(2), 1)
+            np.ones(3), np.zeros(2, np.int32), np.array([0, 3], np.int32), np.empty(0, np.int32),
+            np.zeros(1, np.intp), np.empty(0), np.zeros((2, 2)), np.zeros(2), np.empty((2, 2)),
+            np.empty(2), np.empty(100), 1)
