@@ -11,6 +11,8 @@ AVX-512 build only when ``k >= 32``: its classes are padded to whole vectors of 
 doubles, which wastes most of a vector for a few classes, and on a 2-core Xeon it
 measured no faster than AVX2 for 10 classes, 1.6x faster for 100 and 1.3x slower
 for 3 (benchmarks/). Everything else runs on the AVX2 build where the CPU has it.
+The CSR kernels (``_sparse_kernels`` and its ``_avx2`` and ``_avx512`` builds) follow
+the same choice.
 """
 
 import importlib
@@ -25,11 +27,11 @@ _CPU_HAS = {
 }
 
 
-def _module(name):
+def _module(name, source="_kernels"):
     if name == "baseline":
-        return _baseline
+        return importlib.import_module(f".{source}", __package__)
     try:
-        return importlib.import_module(f"._kernels_{name}", __package__)
+        return importlib.import_module(f".{source}_{name}", __package__)
     except ImportError:  # not built (-Dsimd=disabled, or not x86-64)
         return None
 
@@ -69,3 +71,23 @@ _wide_kernels = (
 def linear_kernels(n_classes):
     """The kernel module for the fused linear kernels of a model with ``n_classes``."""
     return _wide_kernels if n_classes >= _AVX512_MIN_CLASSES else kernels
+
+
+# The CSR kernels (_sparse_kernels), built and chosen alike: on the 2-core Xeon, AVX2
+# made the loss and gradient 1.4x faster than the baseline, and AVX-512 a further 1.1x
+# with 43 classes but 1.2x slower with 20 (benchmarks/bench_sparse.py, "kernels").
+def _build_name(module):
+    """"baseline", "avx2" or "avx512": the build of a ``_kernels`` module."""
+    return module.__name__.rpartition(".")[2].removeprefix("_kernels").lstrip("_") or "baseline"
+
+
+_sparse = {
+    "narrow": _module(_build_name(kernels), "_sparse_kernels"),
+    "wide": _module(_build_name(_wide_kernels), "_sparse_kernels"),
+}
+
+
+def sparse_kernels(n_classes):
+    """The CSR kernel module for a model with ``n_classes`` (the same build as
+    ``linear_kernels``)."""
+    return _sparse["wide" if n_classes >= _AVX512_MIN_CLASSES else "narrow"]

@@ -36,7 +36,8 @@ _EPS = float(np.finfo(np.float64).eps)
 class _Pairs:
     """The last ``MEMORY`` pairs (s, y) = (step, change of gradient), with s_i . y_j."""
 
-    def __init__(self, n):
+    def __init__(self, n, n_threads=1):
+        self.n_threads = n_threads  # for the C loops over the pairs
         self.S = np.zeros((MEMORY, n))
         self.Y = np.zeros((MEMORY, n))
         self.SY = np.zeros((MEMORY, MEMORY))  # SY[i, j] = s_i . y_j (i older than j)
@@ -51,7 +52,8 @@ class _Pairs:
         clearly positive (then the pair would break the update's positive definiteness;
         it is dropped)."""
         slot = self.order[0] if len(self.order) == MEMORY else len(self.order)
-        sy, yy = store_pair(w_new, w, grad_new, grad, self.S, self.Y, slot, self.SY)
+        sy, yy = store_pair(w_new, w, grad_new, grad, self.S, self.Y, slot, self.SY,
+                            self.n_threads)
         if not (sy > _EPS * yy and math.isfinite(sy + yy)):
             if len(self.order) == MEMORY:  # the oldest pair was overwritten: drop it too
                 self.order.pop(0)
@@ -73,7 +75,7 @@ class _Pairs:
         """``-H grad``, with H the L-BFGS inverse Hessian of the stored pairs."""
         out = np.empty_like(grad)
         two_loop(self.S, self.Y, self.SY, self.rho, self._order, self.gamma, grad, out,
-                 self._work)
+                 self._work, self.n_threads)
         return out
 
 
@@ -148,7 +150,8 @@ def minimize_lbfgs(objective, w0, *, tol, max_iter, callback=None, start=None):
     ----------
     objective : object
         With ``loss_gradient(w) -> (value, grad)``, ``optimality(value, grad)`` and
-        ``value_resolution`` (the relative rounding of its values).
+        ``value_resolution`` (the relative rounding of its values); optionally
+        ``loop_threads(n)``, the threads for the loops over the pairs of n parameters.
     w0 : ndarray of shape (n,), float64
     tol : float
     max_iter : int
@@ -170,7 +173,8 @@ def minimize_lbfgs(objective, w0, *, tol, max_iter, callback=None, start=None):
     value, grad = objective.loss_gradient(w) if start is None else start
     if objective.optimality(value, grad) <= tol:
         return w, value, grad, 0, "converged"
-    pairs = _Pairs(w.shape[0])
+    loop_threads = getattr(objective, "loop_threads", None)
+    pairs = _Pairs(w.shape[0], loop_threads(w.shape[0]) if loop_threads else 1)
     search = _LineSearch(objective.loss_gradient, 0.0)
     for iteration in range(1, max_iter + 1):
         direction = pairs.direction(grad)

@@ -197,6 +197,11 @@ class StandardizedObjective:
         self._grad_shift = mean * scale * objective.loss_scale
         self._penalty_curvature = (penalty_root * scale) ** 2
 
+    def loop_threads(self, n):
+        """OpenMP threads for a solver's loops over its stored vectors of n parameters
+        (L-BFGS: 2 x 10 of them), by the same rule as the kernels' threads."""
+        return self.objective.n_threads(20 * n)
+
     def to_model(self, theta):
         """Model parameters ``w = T theta`` (a linear map)."""
         k, n_coef = self._k, self._n_coef

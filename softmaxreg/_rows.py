@@ -10,8 +10,7 @@ copied or densified here.
 import numpy as np
 import scipy.sparse as sp
 
-from . import _sparse_kernels
-from ._dispatch import linear_kernels
+from ._dispatch import linear_kernels, sparse_kernels
 
 
 class DenseRows:
@@ -75,7 +74,7 @@ class CsrRows:
 
     def workspace(self, n_coef_rows, n_classes, n_threads):
         """The kernels' workspace for ``n_threads``, grown where it is too small."""
-        size = _sparse_kernels.csr_workspace_size(
+        size = sparse_kernels(n_classes).csr_workspace_size(
             n_coef_rows, n_classes, n_threads, self.dtype.name)
         if self._workspace.shape[0] < size:
             self._workspace = np.empty(size, dtype=self.dtype)
@@ -83,19 +82,20 @@ class CsrRows:
 
     def loss_gradient(self, n_classes, labels, sample_weight, coef_t, intercept,
                       grad_coef_t, grad_intercept, n_threads):
-        return _sparse_kernels.csr_linear_loss_gradient(
+        return sparse_kernels(n_classes).csr_linear_loss_gradient(
             *self._arrays, labels, sample_weight, coef_t, intercept, grad_coef_t,
             grad_intercept, self.workspace(*coef_t.shape, n_threads), n_threads)
 
     def hessian_product(self, n_classes, sample_weight, coef_t, intercept, direction_coef_t,
                         direction_intercept, out_coef_t, out_intercept, n_threads):
-        _sparse_kernels.csr_linear_hessian_product(
+        sparse_kernels(n_classes).csr_linear_hessian_product(
             *self._arrays, sample_weight, coef_t, intercept, direction_coef_t,
             direction_intercept, out_coef_t, out_intercept,
             self.workspace(*coef_t.shape, n_threads), n_threads)
 
     def logits(self, coef_t, intercept, out, n_threads):
-        _sparse_kernels.csr_linear_logits(*self._arrays, coef_t, intercept, out, n_threads)
+        sparse_kernels(coef_t.shape[1]).csr_linear_logits(
+            *self._arrays, coef_t, intercept, out, n_threads)
 
 
 def rows_of(X):

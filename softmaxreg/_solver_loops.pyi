@@ -39,7 +39,7 @@ def standardized_optimality(
 ) -> float: ...
 def store_pair(
     w_new: _DoubleArray, w: _DoubleArray, grad_new: _DoubleArray, grad: _DoubleArray,
-    S: _DoubleArray, Y: _DoubleArray, slot: int, SY: _DoubleArray,
+    S: _DoubleArray, Y: _DoubleArray, slot: int, SY: _DoubleArray, n_threads: int = 1,
 ) -> tuple[float, float]: ...
 def two_loop(
     S: _DoubleArray,
@@ -51,4 +51,5 @@ def two_loop(
     grad: _DoubleArray,
     out: _DoubleArray,
     work: _DoubleArray,
+    n_threads: int = 1,
 ) -> None: ...

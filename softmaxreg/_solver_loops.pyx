@@ -4,8 +4,9 @@ A fit of a small data set (digits: 650 parameters) runs hundreds of evaluations 
 the objective, and each one maps the parameters between the solver's coordinates and
 the model's and back, and every L-BFGS iteration runs its two-loop recursion. In
 numpy that is dozens of calls of a few microseconds each, as much as the kernel's
-pass over the data; here it is one call each. Serial: the work is O(parameters),
-far below what pays for a thread.
+pass over the data; here it is one call each. Serial, except the L-BFGS loops,
+which run on the threads the caller gives them (wide models, with millions of
+parameters, spend as long in them as in the kernels).
 
 * ``standardized_to_model`` and ``standardized_pullback``: the change of variables
   of ``_preconditioning.StandardizedObjective`` (W = D theta, b = theta_b - mu^T D
@@ -19,6 +20,7 @@ from cython cimport floating
 from libc.float cimport FLT_MAX
 from libc.math cimport INFINITY, fabs
 from libc.stdlib cimport free, malloc
+from cython.parallel cimport prange
 
 
 cdef inline floating _to(double value, floating *tag) noexcept nogil:
@@ -188,7 +190,7 @@ cdef enum:
 def store_pair(
     const double[::1] w_new, const double[::1] w, const double[::1] grad_new,
     const double[::1] grad, double[:, ::1] S, double[:, ::1] Y, Py_ssize_t slot,
-    double[:, ::1] SY,
+    double[:, ::1] SY, int n_threads=1,
 ):
     """Row ``slot`` of S and Y = the step ``w_new - w`` and the gradient's change, and
     ``SY[i, slot] = s_i . y_slot`` for every row i; returns ``(s . y, y . y)``.
@@ -196,26 +198,57 @@ def store_pair(
     ``two_loop`` reads ``SY[i, j]`` only for a pair i older than the pair j (the first
     loop's ``s_i . y_j`` for j newer than i, the second's ``s_j . y_i`` for j older than
     i), so the new pair's row, ``s_slot . y_j`` for the older pairs, is never needed.
-    One blocked pass over the four vectors and S.
+    One blocked pass over the four vectors and S, on ``n_threads`` OpenMP threads; the
+    blocks' partial sums are added in block order, so the result does not depend on
+    the thread count.
     """
     cdef Py_ssize_t m = S.shape[0], n = w.shape[0], t, i, block, start, end
-    cdef double sy = 0.0, yy = 0.0, a, b, total
+    cdef Py_ssize_t n_blocks = (n + _BLOCK - 1) // _BLOCK, width = m + 1
+    cdef double yy = 0.0
+    cdef double *partial
     if SY.shape[0] != m or SY.shape[1] != m:
         raise ValueError("SY must be m x m, m the rows of S.")
+    partial = <double *> malloc(max(n_blocks * width, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
     with nogil:
-        for i in range(m):
-            SY[i, slot] = 0.0
-        for block in range((n + _BLOCK - 1) // _BLOCK):
+        for block in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
             start = block * _BLOCK
             end = min(start + _BLOCK, n)
             for t in range(start, end):
                 S[slot, t] = w_new[t] - w[t]
                 Y[slot, t] = grad_new[t] - grad[t]
-            yy += _dot(&Y[slot, start], &Y[slot, start], end - start)
+            partial[block * width + m] = _dot(&Y[slot, start], &Y[slot, start], end - start)
             for i in range(m):
-                SY[i, slot] += _dot(&S[i, start], &Y[slot, start], end - start)
-        sy = SY[slot, slot]
-    return sy, yy
+                partial[block * width + i] = _dot(&S[i, start], &Y[slot, start], end - start)
+        for i in range(m):
+            SY[i, slot] = 0.0
+        for block in range(n_blocks):
+            for i in range(m):
+                SY[i, slot] += partial[block * width + i]
+            yy += partial[block * width + m]
+    free(partial)
+    return SY[slot, slot], yy
+
+
+cdef void _pair_dots(const double[:, ::1] V, const Py_ssize_t[::1] order,
+                     const double *x, Py_ssize_t n, double *result, double *partial,
+                     int n_threads) noexcept nogil:
+    """result[i] = v_i . x for every row i in ``order``, by blocks in parallel, the
+    blocks' partial sums added in block order. ``partial``: n_blocks x rows of V."""
+    cdef Py_ssize_t m = order.shape[0], width = V.shape[0], p, i, block, start, end
+    cdef Py_ssize_t n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for block in prange(n_blocks, schedule="static", num_threads=n_threads):
+        start = block * _BLOCK
+        end = min(start + _BLOCK, n)
+        for p in range(m):
+            i = order[p]
+            partial[block * width + i] = _dot(&V[i, start], &x[start], end - start)
+    for p in range(m):
+        i = order[p]
+        result[i] = 0.0
+        for block in range(n_blocks):
+            result[i] += partial[block * width + i]
 
 
 def two_loop(
@@ -228,6 +261,7 @@ def two_loop(
     const double[::1] grad,
     double[::1] out,
     double[::1] work,
+    int n_threads=1,
 ):
     """``out = -H grad``, H the L-BFGS inverse Hessian of the pairs in ``order`` (oldest
     first), with initial matrix ``gamma I`` (Nocedal & Wright, algorithm 7.4).
@@ -237,28 +271,26 @@ def two_loop(
     recursion needs only every ``s_i . grad`` (one pass over S), then ``r = gamma
     (grad - sum alpha_i y_i)`` and every ``y_i . r`` (one pass over Y), then ``r + sum
     (alpha_i - beta_i) s_i`` (one more over S): three blocked passes over the pairs
-    instead of 4 m. ``work`` holds 4 m doubles.
+    instead of 4 m, each on ``n_threads`` OpenMP threads (the result does not depend on
+    the thread count). ``work`` holds 4 m doubles.
     """
     cdef Py_ssize_t m = order.shape[0], n = grad.shape[0], mm = S.shape[0]
     cdef Py_ssize_t p, q, i, j, t, block, start, end
+    cdef Py_ssize_t n_blocks = (n + _BLOCK - 1) // _BLOCK
     cdef double total, coefficient
+    cdef int threads = max(n_threads, 1)
+    cdef double *partial
     if work.shape[0] < 4 * mm:
         raise ValueError("work must hold 4 m doubles.")
     cdef double *alpha = &work[0]
     cdef double *beta = &work[mm]
     cdef double *s_grad = &work[2 * mm]
     cdef double *y_r = &work[3 * mm]
+    partial = <double *> malloc(max(n_blocks * mm, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
     with nogil:
-        for p in range(m):
-            i = order[p]
-            s_grad[i] = 0.0
-            y_r[i] = 0.0
-        for block in range((n + _BLOCK - 1) // _BLOCK):
-            start = block * _BLOCK
-            end = min(start + _BLOCK, n)
-            for p in range(m):
-                i = order[p]
-                s_grad[i] += _dot(&S[i, start], &grad[start], end - start)
+        _pair_dots(S, order, &grad[0], n, s_grad, partial, threads)
         # alpha_i = rho_i (s_i . grad - sum_{j newer} alpha_j s_i . y_j), newest first.
         for p in range(m - 1, -1, -1):
             i = order[p]
@@ -268,7 +300,7 @@ def two_loop(
                 total -= alpha[j] * SY[i, j]
             alpha[i] = rho[i] * total
         # r = gamma (grad - sum_i alpha_i y_i), and y_i . r, block by block.
-        for block in range((n + _BLOCK - 1) // _BLOCK):
+        for block in prange(n_blocks, schedule="static", num_threads=threads):
             start = block * _BLOCK
             end = min(start + _BLOCK, n)
             for t in range(start, end):
@@ -282,7 +314,12 @@ def two_loop(
                 out[t] *= gamma
             for p in range(m):
                 i = order[p]
-                y_r[i] += _dot(&Y[i, start], &out[start], end - start)
+                partial[block * mm + i] = _dot(&Y[i, start], &out[start], end - start)
+        for p in range(m):
+            i = order[p]
+            y_r[i] = 0.0
+            for block in range(n_blocks):
+                y_r[i] += partial[block * mm + i]
         # beta_i = rho_i y_i . r_i, r_i = r + sum_{j older} (alpha_j - beta_j) s_j; oldest first.
         for p in range(m):
             i = order[p]
@@ -291,7 +328,7 @@ def two_loop(
                 j = order[q]
                 total += (alpha[j] - beta[j]) * SY[j, i]
             beta[i] = rho[i] * total
-        for block in range((n + _BLOCK - 1) // _BLOCK):
+        for block in prange(n_blocks, schedule="static", num_threads=threads):
             start = block * _BLOCK
             end = min(start + _BLOCK, n)
             for p in range(m):
@@ -301,3 +338,4 @@ def two_loop(
                     out[t] += coefficient * S[i, t]
             for t in range(start, end):
                 out[t] = -out[t]
+    free(partial)

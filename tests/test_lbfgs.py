@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from softmaxreg import _lbfgs
 from softmaxreg._lbfgs import MEMORY, _Pairs, minimize_lbfgs
@@ -129,3 +129,23 @@ def test_non_finite_trials_shrink_the_step(monkeypatch):
     assert status == "converged"
     assert_allclose(w, objective.c, atol=1e-6)
     assert _lbfgs.MAX_LINE_SEARCH == 50
+
+
+def test_pair_loops_do_not_depend_on_the_thread_count():
+    """The C loops over the pairs add their blocks' partial sums in block order: 1 and 2
+    threads give the same direction, to the bit."""
+    n = 3 * 2048 + 17
+    grad = np.random.default_rng(0).standard_normal(n)
+    results = []
+    for n_threads in (1, 2):
+        pairs = _Pairs(n, n_threads)
+        w, g = np.zeros(n), np.zeros(n)
+        local = np.random.default_rng(1)
+        for _ in range(MEMORY + 2):
+            s = local.standard_normal(n)
+            y = s * local.uniform(1, 3, n)
+            pairs.add(w + s, w, g + y, g)
+            w, g = w + s, g + y
+        results.append((pairs.direction(grad), pairs.SY.copy()))
+    assert_array_equal(results[0][0], results[1][0])
+    assert_array_equal(results[0][1], results[1][1])

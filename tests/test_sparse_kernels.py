@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
 from softmaxreg import _sparse_kernels as sparse
-from softmaxreg._dispatch import linear_kernels
+from softmaxreg._dispatch import _module, available_builds, linear_kernels
 
 FLOATS = [np.float64, np.float32]
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
@@ -42,28 +42,28 @@ def no_map(indices):
     return np.empty(0, dtype=indices.dtype)
 
 
-def space(coef, n_threads):
-    return np.empty(sparse.csr_workspace_size(*coef.shape, n_threads, coef.dtype.name),
+def space(coef, n_threads, module=sparse):
+    return np.empty(module.csr_workspace_size(*coef.shape, n_threads, coef.dtype.name),
                     dtype=coef.dtype)
 
 
-def logits_of(data, indices, indptr, coef, b, out, n_threads, column_map=None):
+def logits_of(data, indices, indptr, coef, b, out, n_threads, column_map=None, module=sparse):
     column_map = no_map(indices) if column_map is None else column_map
-    sparse.csr_linear_logits(data, indices, indptr, column_map, coef, b, out, n_threads)
+    module.csr_linear_logits(data, indices, indptr, column_map, coef, b, out, n_threads)
 
 
 def loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, n_threads,
-                  column_map=None):
+                  column_map=None, module=sparse):
     column_map = no_map(indices) if column_map is None else column_map
-    return sparse.csr_linear_loss_gradient(data, indices, indptr, column_map, labels, sw,
-                                           coef, b, g, gb, space(coef, n_threads), n_threads)
+    return module.csr_linear_loss_gradient(data, indices, indptr, column_map, labels, sw, coef,
+                                           b, g, gb, space(coef, n_threads, module), n_threads)
 
 
 def hessian_product(data, indices, indptr, sw, coef, b, V, v, h, hb, n_threads,
-                    column_map=None):
+                    column_map=None, module=sparse):
     column_map = no_map(indices) if column_map is None else column_map
-    sparse.csr_linear_hessian_product(data, indices, indptr, column_map, sw, coef, b, V, v,
-                                      h, hb, space(coef, n_threads), n_threads)
+    module.csr_linear_hessian_product(data, indices, indptr, column_map, sw, coef, b, V, v,
+                                      h, hb, space(coef, n_threads, module), n_threads)
 
 
 def point(rng, d, k, dtype, scale=1.0):
@@ -76,7 +76,10 @@ def point(rng, d, k, dtype, scale=1.0):
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("k", [2, 3, 11])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_csr_kernels_equal_the_dense_ones(dtype, index_dtype, n_threads, k, weighted):
+@pytest.mark.parametrize("build", available_builds())
+def test_csr_kernels_equal_the_dense_ones(dtype, index_dtype, n_threads, k, weighted, build):
+    """Every build of the CSR kernels (baseline, AVX2, AVX-512) against the dense ones."""
+    module = _module(build, "_sparse_kernels")
     rng = np.random.default_rng(k + 7 * n_threads)
     n, d = 157, 23
     (data, indices, indptr), X = awkward_csr(rng, n, d, 0.15, dtype, index_dtype)
@@ -89,12 +92,13 @@ def test_csr_kernels_equal_the_dense_ones(dtype, index_dtype, n_threads, k, weig
     dense = linear_kernels(k)
 
     logits, expected = np.empty((n, k), dtype), np.empty((n, k), dtype)
-    logits_of(data, indices, indptr, coef, b, logits, n_threads)
+    logits_of(data, indices, indptr, coef, b, logits, n_threads, module=module)
     dense.linear_logits(X, coef, b, expected, n_threads)
     assert_allclose(logits, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
 
     g, gb, eg, egb = (np.empty_like(a) for a in (coef, b, coef, b))
-    loss = loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, n_threads)
+    loss = loss_gradient(data, indices, indptr, labels, sw, coef, b, g, gb, n_threads,
+                         module=module)
     expected_loss = dense.linear_loss_gradient(X, labels, sw, coef, b, eg, egb, n_threads)
     assert_allclose(loss, expected_loss, rtol=RTOL[dtype])
     scale = np.abs(eg).max()
@@ -102,7 +106,7 @@ def test_csr_kernels_equal_the_dense_ones(dtype, index_dtype, n_threads, k, weig
     assert_allclose(gb, egb, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(egb).max())
 
     h, hb, eh, ehb = (np.empty_like(a) for a in (coef, b, coef, b))
-    hessian_product(data, indices, indptr, sw, coef, b, V, v, h, hb, n_threads)
+    hessian_product(data, indices, indptr, sw, coef, b, V, v, h, hb, n_threads, module=module)
     dense.linear_hessian_product(X, sw, coef, b, V, v, eh, ehb, n_threads)
     assert_allclose(h, eh, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(eh).max())
     assert_allclose(hb, ehb, rtol=RTOL[dtype], atol=RTOL[dtype] * np.abs(ehb).max())
