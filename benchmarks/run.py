@@ -1,11 +1,12 @@
 """Run the benchmark suite: kernel timings, fit timings, plots and the target checks.
 
-    python -P benchmarks/run.py [--quick] [--only kernel|fit|path|small] [--problems P1,P2]
+    python -P benchmarks/run.py [--quick] [--only kernel|fit|path|small|sparse] [--problems P1,P2]
                                 [--fit-dtypes float64,float32]
 
 Writes under benchmarks/results/ (benchmarks/results/quick/ with --quick): machine.txt,
 kernel.md, fit.md, path.md, small.md (small fits, grid searches, a busy machine, kernel
-threads: its own targets), summary.md, results.json and subopt_<problem>_<dtype>.png. A full run
+threads: its own targets), sparse.md (text, hashed and one-hot data: its own targets, and
+sparse_<problem>.png), summary.md, results.json and subopt_<problem>_<dtype>.png. A full run
 of every problem also puts the tables and the P1 plot into benchmarks/README.md.
 """
 
@@ -25,6 +26,7 @@ import bench_fit  # noqa: E402
 import bench_kernel  # noqa: E402
 import bench_path  # noqa: E402
 import bench_small  # noqa: E402
+import bench_sparse  # noqa: E402
 from machine import busy_warning, load_average, machine_facts  # noqa: E402
 from problems import PROBLEMS, make_problem  # noqa: E402
 from targets import summarize  # noqa: E402
@@ -50,6 +52,9 @@ def expected_minutes(problems, quick, n_dtypes):
     bound = n_dtypes * n_methods * per_method
     bound += (15 if quick else 90) + (3 if quick else 30) * len(problems)  # kernel, data, ours
     bound += 150 if quick else 600  # bench_small: small fits, grid searches, busy machine
+    # bench_sparse: per problem, 4 scikit-learn ladders and ours within their budgets, the
+    # default fits and the memory runs.
+    bound += 3 * (5 * bench_sparse.BUDGET[quick] + (60 if quick else 400))
     return bound / 120, bound / 60
 
 
@@ -83,7 +88,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="problems with 20x fewer rows, fewer repeats, short budgets: "
                              "a smoke test of about 5 minutes")
-    parser.add_argument("--only", choices=["kernel", "fit", "path", "small"],
+    parser.add_argument("--only", choices=["kernel", "fit", "path", "small", "sparse"],
                         help="run one part only")
     parser.add_argument("--problems", default=",".join(PROBLEMS),
                         help=f"comma-separated, from {','.join(PROBLEMS)}")
@@ -134,12 +139,20 @@ def main(argv=None):
         small_text = bench_small.run(args.quick, log=log)
         (out / "small.md").write_text(small_text)
         print("\n" + small_text, flush=True)
-    if args.only == "small":
+    sparse_text = ""
+    if args.only in (None, "sparse"):
+        sparse_text = bench_sparse.run(list(bench_sparse.PROBLEMS), args.quick, out, log=log)
+        (out / "sparse.md").write_text(sparse_text)
+        print("\n" + sparse_text, flush=True)
+    if args.only in ("small", "sparse"):
         print(f"results in {out}")
         return 0
     summary_text = summarize(kernel, fit, args.quick, path)
     if small_text:  # bench_small's targets table comes first in small.md
         summary_text += "\n\n" + small_text.split("\n\n### ", 1)[0] + "\n"
+    if sparse_text:  # and bench_sparse's targets table, from sparse.md
+        table = sparse_text.partition("### Targets (issue 10)\n\n")[2].split("\n\n", 1)[0]
+        summary_text += "\n\n### Sparse problems: targets (issue 10)\n\n" + table + "\n"
     (out / "summary.md").write_text(summary_text)
     print("\n" + summary_text)
     (out / "results.json").write_text(json.dumps(

@@ -39,7 +39,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ._dispatch import kernels
+from ._dispatch import kernels, sparse_kernels
 from ._solver_loops import standardized_optimality, standardized_pullback, standardized_to_model
 
 
@@ -67,64 +67,61 @@ def column_moments(X, sample_weight, n_threads):
     """
     n_features = X.shape[1]
     if sp.issparse(X):
-        mean, variance, magnitude = _sparse_column_moments(X, sample_weight)
+        mean, variance, magnitude = _sparse_column_moments(X, sample_weight, n_threads)
     else:
         mean, variance, magnitude = (np.zeros(n_features) for _ in range(3))
         if callable(n_threads):
             n_threads = n_threads(X.shape[0] * X.shape[1])
         kernels.column_moments(X, sample_weight, mean, variance, magnitude, n_threads)
     std = np.sqrt(variance)
-    weights = sample_weight if sample_weight.size else None
     # Non-zero columns of tiny variance, constants included (their variance is 0 exactly,
     # and stays 0 below): their squares may have underflowed.
     out_of_range = ~(np.isfinite(mean) & np.isfinite(std)) | (
         (variance < _SMALLEST_ACCURATE_SQUARE) & (magnitude > 0)
     )
+    rows = sample_weight > 0 if sample_weight.size else slice(None)
+    weights = sample_weight[rows].astype(np.float64) if sample_weight.size else None
     for j in np.flatnonzero(out_of_range):
-        column = (X[:, [j]].toarray().ravel() if sp.issparse(X) else X[:, j]).astype(np.float64)
-        largest = np.max(np.abs(column))
-        column /= largest
-        mean_j = np.average(column, weights=weights)
-        mean[j] = mean_j * largest
-        std[j] = np.sqrt(np.average((column - mean_j) ** 2, weights=weights)) * largest
+        # Over the rows of positive weight: divided by the largest magnitude (so nothing
+        # overflows), then shifted by the first value (so a constant gives 0 exactly).
+        column = (X[:, [j]].toarray().ravel() if sp.issparse(X) else X[:, j])[rows]
+        column = column.astype(np.float64) / magnitude[j]
+        deviation = column - column[0]
+        mean_j = np.average(deviation, weights=weights)
+        mean[j] = (column[0] + mean_j) * magnitude[j]
+        std[j] = np.sqrt(np.average((deviation - mean_j) ** 2, weights=weights)) * magnitude[j]
     return mean, std, magnitude
 
 
-def _sparse_column_moments(X, sample_weight):
+def _sparse_column_moments(X, sample_weight, n_threads):
     """``column_moments`` of a CSR matrix without duplicate entries: (mean, variance,
-    magnitude), from its stored entries and the implicit zeros, in NumPy (O(nnz)).
+    magnitude), from the sums over its stored entries (``csr_column_sums``, one pass)
+    and the implicit zeros, in O(d) memory beyond the outputs.
 
     As the dense kernel shifts by a row, each column is shifted by its first stored value
     on a row of positive weight, so a column that is constant there (stored in every such
     row, or never stored, or stored as zeros) has variance exactly 0.
     """
     n_rows, n_features = X.shape
-    row_weight = sample_weight.astype(np.float64) if sample_weight.size else np.ones(n_rows)
-    total = row_weight.sum()
-    weight = np.repeat(row_weight, np.diff(X.indptr))
-    positive = weight > 0
-    columns, weight = X.indices[positive], weight[positive]
-    values = X.data[positive].astype(np.float64)
-    stored = np.bincount(columns, minlength=n_features)
-    shift = np.zeros(n_features)
-    first, where = np.unique(columns, return_index=True)  # entries are in row order
-    shift[first] = values[where]
-    deviation = values - shift[columns]
-    # (float64 always: np.bincount of no entries at all is int64, weights or not)
-    sum1 = np.bincount(columns, weights=weight * deviation, minlength=n_features).astype(np.float64)
-    sum2 = np.bincount(columns, weights=weight * deviation * deviation,
-                       minlength=n_features).astype(np.float64)
+    shift, sum1, sum2, stored_weight, magnitude = (np.empty(n_features) for _ in range(5))
+    stored = np.empty(n_features, dtype=np.int64)
+    if callable(n_threads):
+        n_threads = n_threads(X.nnz + n_rows)
+    sparse_kernels(2).csr_column_sums(
+        X.data, X.indices, X.indptr, sample_weight, shift, sum1, sum2, stored_weight, stored,
+        magnitude, n_threads)
+    if sample_weight.size:
+        total = float(sample_weight.sum(dtype=np.float64))
+        positive_rows = np.count_nonzero(sample_weight > 0)
+    else:
+        total, positive_rows = float(n_rows), n_rows
     # The implicit zeros of the rows of positive weight that do not store the column.
-    implicit = stored < np.count_nonzero(row_weight > 0)
-    zeros_weight = np.where(
-        implicit, total - np.bincount(columns, weights=weight, minlength=n_features), 0.0)
+    zeros_weight = np.where(stored < positive_rows, total - stored_weight, 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
         sum1 -= zeros_weight * shift
         sum2 += zeros_weight * shift * shift
         mean = shift + sum1 / total
         variance = np.maximum(sum2 / total - (sum1 / total) ** 2, 0.0)
-    magnitude = np.zeros(n_features)
-    np.maximum.at(magnitude, columns, np.abs(values))
     return mean, variance, magnitude
 
 

@@ -48,3 +48,16 @@ def csr_linear_hessian_product(
     workspace: _FloatArray,
     n_threads: int,
 ) -> None: ...
+def csr_column_sums(
+    data: _FloatArray,
+    indices: _IndexArray,
+    indptr: _IndexArray,
+    sample_weight: _FloatArray,
+    shift: npt.NDArray[np.float64],
+    sum1: npt.NDArray[np.float64],
+    sum2: npt.NDArray[np.float64],
+    stored_weight: npt.NDArray[np.float64],
+    stored_count: npt.NDArray[np.int64],
+    magnitude: npt.NDArray[np.float64],
+    n_threads: int,
+) -> None: ...

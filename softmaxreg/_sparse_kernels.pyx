@@ -358,3 +358,113 @@ def csr_linear_hessian_product(
             _reduce_accumulators(out_coef, &out_intercept[0], space, d, k, ran, slots, slots)
     finally:
         free(ran)
+
+
+def csr_column_sums(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    const floating[::1] sample_weight,
+    double[::1] shift,
+    double[::1] sum1,
+    double[::1] sum2,
+    double[::1] stored_weight,
+    long long[::1] stored_count,
+    double[::1] magnitude,
+    int n_threads,
+):
+    """The sums behind the weighted column moments of a CSR matrix without duplicate
+    entries, over its stored entries on rows of positive weight (float64, length d):
+
+    - ``shift[j]``: the column's first such entry (in row order), 0 where it has none;
+    - ``sum1[j]``, ``sum2[j]``: the weighted sums of ``x - shift[j]`` and of its square;
+    - ``stored_weight[j]``, ``stored_count[j]``: the weights and the number of the rows
+      that store the column;
+    - ``magnitude[j]``: the largest ``|x|``.
+
+    The caller adds the implicit zeros (``_preconditioning.column_moments``). The shifts
+    come from one serial pass (no arithmetic); the sums from a pass over blocks of rows
+    on ``n_threads`` threads, thread 0 into the outputs and the others into buffers of
+    5 d values each, added in thread order (deterministic for a thread count).
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = shift.shape[0], i, p, j
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef int slots = max(n_threads, 1), tid, t
+    cdef Py_ssize_t stride = _slot_stride(5 * d, sizeof(double))
+    cdef double *space = NULL
+    cdef double *mine
+    cdef int *ran = NULL
+    cdef unsigned char *seen = NULL
+    cdef double w, x, deviation
+    cdef double *s1
+    cdef double *s2
+    cdef double *sw
+    cdef double *cnt
+    cdef double *mag
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], 0)
+    if (sum1.shape[0] != d or sum2.shape[0] != d or stored_weight.shape[0] != d
+            or magnitude.shape[0] != d or stored_count.shape[0] != d):
+        raise ValueError("the outputs must all have length d.")
+    try:
+        seen = <unsigned char *> _checked_calloc(max(d, 1), 1)
+        ran = <int *> _checked_calloc(slots, sizeof(int))
+        space = <double *> _checked_calloc(max(slots - 1, 1) * stride, sizeof(double))
+        with nogil:
+            for j in range(d):
+                shift[j] = 0.0
+            for i in range(n):
+                if weighted and not sample_weight[i] > 0:
+                    continue
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    if not seen[j]:
+                        seen[j] = 1
+                        shift[j] = data[p]
+            for j in range(d):
+                sum1[j] = 0.0
+                sum2[j] = 0.0
+                stored_weight[j] = 0.0
+                stored_count[j] = 0
+                magnitude[j] = 0.0
+        with nogil, parallel(num_threads=slots):
+            tid = omp_get_thread_num()
+            ran[tid] = 1
+            mine = space + (tid - 1) * stride
+            if tid == 0:
+                s1, s2, sw, mag = &sum1[0], &sum2[0], &stored_weight[0], &magnitude[0]
+                cnt = NULL
+            else:
+                s1, s2, sw, cnt, mag = mine, mine + d, mine + 2 * d, mine + 3 * d, mine + 4 * d
+            for i in prange(n, schedule="static"):
+                w = sample_weight[i] if weighted else 1.0
+                if not w > 0:
+                    continue
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    x = data[p]
+                    deviation = x - shift[j]
+                    s1[j] += w * deviation
+                    s2[j] += w * deviation * deviation
+                    sw[j] += w
+                    if cnt == NULL:
+                        stored_count[j] += 1
+                    else:
+                        cnt[j] += 1
+                    if fabs(x) > mag[j]:
+                        mag[j] = fabs(x)
+        with nogil:
+            for t in range(1, slots):
+                if not ran[t]:
+                    continue
+                mine = space + (t - 1) * stride
+                for j in range(d):
+                    sum1[j] += mine[j]
+                    sum2[j] += mine[d + j]
+                    stored_weight[j] += mine[2 * d + j]
+                    stored_count[j] += <long long> mine[3 * d + j]
+                    if mine[4 * d + j] > magnitude[j]:
+                        magnitude[j] = mine[4 * d + j]
+    finally:
+        free(seen)
+        free(ran)
+        free(space)

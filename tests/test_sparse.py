@@ -181,3 +181,43 @@ def test_no_entries_at_all_fits_the_class_priors():
     log_prior = np.log([0.1, 0.3, 0.6])
     assert_allclose(model.intercept_, log_prior - log_prior.mean(), rtol=1e-8)
     assert_allclose(dense.intercept_, model.intercept_, rtol=1e-8)
+
+
+def _corpus():
+    """The Debian package descriptions corpus (../shared/data/, beside the checkout), or
+    None where it is absent (a clean clone elsewhere)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "debian_descriptions.tsv.gz"
+    return path if path.exists() else None
+
+
+@pytest.mark.skipif(_corpus() is None, reason="../shared/data/debian_descriptions.tsv.gz is absent")
+def test_same_model_as_logistic_regression_on_the_text_corpus():
+    """3,000 documents of the real corpus as TF-IDF (8 sections): at a tight tol, the
+    objective and the coefficients of LogisticRegression's."""
+    import csv
+
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.read_csv(_corpus(), sep="\t", header=None, names=["section", "package", "text"],
+                        quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+    top = frame["section"].value_counts().index[:8]
+    frame = frame[frame["section"].isin(top)].sample(n=3000, random_state=0)
+    X = TfidfVectorizer(min_df=2, sublinear_tf=True).fit_transform(frame["text"])
+    y = frame["section"].to_numpy()
+    ours = SoftmaxRegressor(tol=1e-10, max_iter=5000).fit(X, y)
+    theirs = LogisticRegression(tol=1e-12, max_iter=20000).fit(X, y)
+
+    def objective(model):
+        logits = np.asarray(X @ model.coef_.T) + model.intercept_
+        labels = np.searchsorted(model.classes_, y)
+        shift = logits.max(axis=1, keepdims=True)
+        lse = shift[:, 0] + np.log(np.exp(logits - shift).sum(axis=1))
+        return (lse - logits[np.arange(len(y)), labels]).sum() + 0.5 * (model.coef_**2).sum()
+
+    assert objective(ours) <= objective(theirs) * (1 + 1e-12)
+    assert_allclose(objective(ours), objective(theirs), rtol=1e-9)
+    scale = np.abs(theirs.coef_).max()
+    assert_allclose(ours.coef_, theirs.coef_, rtol=1e-4, atol=1e-5 * scale)
+    assert_array_equal(ours.predict(X), theirs.predict(X))

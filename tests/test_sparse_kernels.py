@@ -227,3 +227,34 @@ def test_inconsistent_arrays_are_refused():
             np.ones(3), np.zeros(2, np.int32), np.array([0, 3], np.int32), np.empty(0, np.int32),
             np.zeros(1, np.intp), np.empty(0), np.zeros((2, 2)), np.zeros(2), np.empty((2, 2)),
             np.empty(2), np.empty(100), 1)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_sparse_column_moments_equal_the_dense_ones(dtype, weighted, n_threads):
+    """``column_moments`` of CSR X (through ``csr_column_sums``) equal those of its dense
+    copy: implicit zeros counted, a column stored in every row with one value and an
+    empty column have variance exactly 0, rows of weight 0 ignored (magnitude too), and
+    the result is the same for every thread count."""
+    from softmaxreg._preconditioning import column_moments
+
+    rng = np.random.default_rng(11)
+    X = sp.random(301, 9, density=0.3, random_state=rng, format="csr", dtype=np.float64)
+    X = X.toarray()
+    X[:, 2] = 4.5  # stored everywhere, constant
+    X[:, 5] = 0.0  # empty
+    X[:, 7] += 1e4 * (X[:, 7] != 0)  # a large offset on the stored entries
+    X = X.astype(dtype)
+    sw = rng.uniform(0, 2, 301).astype(dtype) if weighted else np.empty(0, dtype)
+    if weighted:
+        sw[::4] = 0
+        X[0, 2] = 99.0  # on a row of weight 0: ignored
+    Xs = sp.csr_matrix(X)
+    mean, std, magnitude = column_moments(Xs, sw, n_threads)
+    dense = column_moments(X, sw, 1)
+    assert_allclose(mean, dense[0], rtol=1e-12, atol=1e-12)
+    assert_allclose(std, dense[1], rtol=1e-9, atol=1e-12)
+    assert_array_equal(magnitude, dense[2])
+    assert std[2] == 0.0 and std[5] == 0.0 and magnitude[5] == 0.0
+    assert_array_equal(column_moments(Xs, sw, 1)[0], column_moments(Xs, sw, 1)[0])
