@@ -194,6 +194,11 @@ class StandardizedObjective:
         self._grad_shift = mean * scale * objective.loss_scale
         self._penalty_curvature = (penalty_root * scale) ** 2
 
+    def _map_threads(self):
+        """OpenMP threads for the maps between theta and the model: a few passes over
+        the parameters, by the kernels' rule (1 for small models)."""
+        return self.objective.n_threads(4 * self.n_params)
+
     def loop_threads(self, n):
         """OpenMP threads for a solver's loops over its stored vectors of n parameters
         (L-BFGS: 2 x 10 of them), by the same rule as the kernels' threads."""
@@ -257,7 +262,8 @@ class StandardizedObjective:
         if not (math.isfinite(value) and value > 0):
             return math.inf
         largest = standardized_optimality(
-            grad_theta, self._test_inverse_scale, self._test_mean, self._k, self._fit_intercept
+            grad_theta, self._test_inverse_scale, self._test_mean, self._k, self._fit_intercept,
+            self._map_threads(),
         )
         return largest / value if not math.isnan(largest) else math.inf
 
@@ -289,7 +295,7 @@ class StandardizedObjective:
         penalty at ``theta``."""
         return standardized_to_model(
             theta, self.scale, self.shift, self._penalty_curvature, self._k,
-            self._fit_intercept, coef_buffer, intercept_buffer,
+            self._fit_intercept, coef_buffer, intercept_buffer, self._map_threads(),
         )
 
     def _pull_back(self, out_coef, out_intercept, theta, result):
@@ -298,7 +304,7 @@ class StandardizedObjective:
         return standardized_pullback(
             out_coef, out_intercept, theta, self._grad_scale, self._grad_shift,
             self._penalty_curvature, self.objective.loss_scale, self._fit_intercept,
-            self._k > 1, result,
+            self._k > 1, result, self._map_threads(),
         )
 
     def loss_gradient(self, theta):

@@ -17,6 +17,7 @@ def standardized_to_model(
     fit_intercept: bool,
     coef_out: _FloatArray,
     intercept_out: _FloatArray,
+    n_threads: int = 1,
 ) -> float: ...
 def standardized_pullback(
     out_coef: _FloatArray,
@@ -29,6 +30,7 @@ def standardized_pullback(
     fit_intercept: bool,
     centre: bool,
     result: _DoubleArray,
+    n_threads: int = 1,
 ) -> float: ...
 def standardized_optimality(
     grad: _DoubleArray,
@@ -36,6 +38,7 @@ def standardized_optimality(
     test_mean: _DoubleArray,
     n_columns: int,
     fit_intercept: bool,
+    n_threads: int = 1,
 ) -> float: ...
 def store_pair(
     w_new: _DoubleArray, w: _DoubleArray, grad_new: _DoubleArray, grad: _DoubleArray,

@@ -32,6 +32,13 @@ cdef inline floating _to(double value, floating *tag) noexcept nogil:
     return <floating> value
 
 
+# Elements per block of the blocked loops below: 16 KiB of doubles, so that a block of
+# every stored pair (2 m blocks, 320 KiB for m = 10) stays in the L2 cache between the
+# loops that read it.
+cdef enum:
+    _BLOCK = 2048
+
+
 cdef inline double _dot(const double *a, const double *b, Py_ssize_t n) noexcept nogil:
     """sum a_t b_t with 8 running partial sums: a single sum waits on each addition's
     latency (4 cycles), 8 independent ones keep the vector units busy."""
@@ -68,6 +75,11 @@ cdef inline double _weighted_squares(const double *weight, const double *a, Py_s
             + ((partial[4] + partial[5]) + (partial[6] + partial[7])))
 
 
+cdef inline Py_ssize_t _rows_per_block(Py_ssize_t k) noexcept nogil:
+    """Features per block of the standardized maps: about ``_BLOCK`` parameters."""
+    return max(1, _BLOCK // max(k, 1))
+
+
 def standardized_to_model(
     const double[::1] theta,
     const double[::1] scale,
@@ -77,29 +89,44 @@ def standardized_to_model(
     bint fit_intercept,
     floating[:, :] coef_out,
     floating[:] intercept_out,
+    int n_threads=1,
 ):
     """Write W (d, k) = D theta and b = theta_b - shift^T theta into the kernels' buffers.
 
     ``theta`` is (W in C order, then b when ``fit_intercept``), ``shift = mu D``.
     Returns the penalty ``sum_jc q_j theta_jc^2 / 2`` (``q = penalty_curvature``).
+    By blocks of features on ``n_threads`` OpenMP threads; the blocks' partial sums
+    are added in block order, so the result does not depend on the thread count.
     """
-    cdef Py_ssize_t d = scale.shape[0], k = n_columns, j, c
-    cdef double penalty = 0.0, t
-    cdef double *intercept = <double *> malloc(max(k, 1) * sizeof(double))
-    if intercept == NULL:
+    cdef Py_ssize_t d = scale.shape[0], k = n_columns, j, c, block, first, last
+    cdef Py_ssize_t rows = _rows_per_block(k), n_blocks = (d + rows - 1) // rows
+    cdef Py_ssize_t width = k + 1
+    cdef double penalty = 0.0, t, total
+    cdef double *partial = <double *> malloc(max(n_blocks * width, 1) * sizeof(double))
+    if partial == NULL:
         raise MemoryError()
     with nogil:
+        for block in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
+            first = block * rows
+            last = min(first + rows, d)
+            for c in range(k):  # the first block starts from b (a single block: the
+                # sum in the serial order, b - shift_0 t_0 - shift_1 t_1 - ...)
+                partial[block * width + c] = theta[d * k + c] if fit_intercept and block == 0 else 0.0
+            for j in range(first, last):
+                for c in range(k):
+                    t = theta[j * k + c]
+                    coef_out[j, c] = _to(scale[j] * t, &coef_out[0, 0])
+                    partial[block * width + c] -= shift[j] * t
+            partial[block * width + k] = _weighted_squares(
+                &penalty_curvature[first], &theta[first * k], (last - first) * k, k)
         for c in range(k):
-            intercept[c] = theta[d * k + c] if fit_intercept else 0.0
-        for j in range(d):
-            for c in range(k):
-                t = theta[j * k + c]
-                coef_out[j, c] = _to(scale[j] * t, &coef_out[0, 0])
-                intercept[c] -= shift[j] * t
-        for c in range(k):
-            intercept_out[c] = _to(intercept[c], &coef_out[0, 0]) if fit_intercept else 0
-        penalty = _weighted_squares(&penalty_curvature[0] if d else NULL, &theta[0], d * k, k)
-    free(intercept)
+            total = 0.0 if n_blocks else (theta[d * k + c] if fit_intercept else 0.0)
+            for block in range(n_blocks):
+                total = total + partial[block * width + c]
+            intercept_out[c] = _to(total, &coef_out[0, 0]) if fit_intercept else 0
+        for block in range(n_blocks):
+            penalty += partial[block * width + k]
+    free(partial)
     return 0.5 * penalty
 
 
@@ -114,28 +141,38 @@ def standardized_pullback(
     bint fit_intercept,
     bint centre,
     double[::1] result,
+    int n_threads=1,
 ):
     """``result`` = (D/S) (G_W - mu G_b) + q theta and G_b / S, from the kernels' outputs
     G (times S, in the model's coordinates), centred over the classes when ``centre``.
 
     ``grad_scale = D / S``, ``grad_shift = mu D / S``. Returns the sum of the squares
-    of ``result`` (inf or NaN where it is not finite).
+    of ``result`` (inf or NaN where it is not finite). By blocks of features on
+    ``n_threads`` OpenMP threads, independent of the thread count.
     """
-    cdef Py_ssize_t d = grad_scale.shape[0], k = out_coef.shape[1], j, c
+    cdef Py_ssize_t d = grad_scale.shape[0], k = out_coef.shape[1], j, c, block, first, last
+    cdef Py_ssize_t rows = _rows_per_block(k), n_blocks = (d + rows - 1) // rows
     cdef double mean, total, squares = 0.0, g
+    cdef double *partial = <double *> malloc(max(n_blocks, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
     with nogil:
-        for j in range(d):
-            total = 0.0
-            for c in range(k):
-                g = grad_scale[j] * out_coef[j, c] + penalty_curvature[j] * theta[j * k + c]
-                if fit_intercept:
-                    g -= grad_shift[j] * out_intercept[c]
-                result[j * k + c] = g
-                total += g
-            if centre:
-                mean = total / k
+        for block in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
+            first = block * rows
+            last = min(first + rows, d)
+            for j in range(first, last):
+                total = 0.0
                 for c in range(k):
-                    result[j * k + c] -= mean
+                    g = grad_scale[j] * out_coef[j, c] + penalty_curvature[j] * theta[j * k + c]
+                    if fit_intercept:
+                        g = g - grad_shift[j] * out_intercept[c]
+                    result[j * k + c] = g
+                    total = total + g
+                if centre:
+                    mean = total / k
+                    for c in range(k):
+                        result[j * k + c] -= mean
+            partial[block] = _weighted_squares(NULL, &result[first * k], (last - first) * k, 1)
         if fit_intercept:
             total = 0.0
             for c in range(k):
@@ -145,7 +182,10 @@ def standardized_pullback(
                 mean = total / k
                 for c in range(k):
                     result[d * k + c] -= mean
-        squares = _weighted_squares(NULL, &result[0], result.shape[0], 1)
+            squares = _weighted_squares(NULL, &result[d * k], k, 1)
+        for block in range(n_blocks):
+            squares += partial[block]
+    free(partial)
     return squares
 
 
@@ -155,36 +195,48 @@ def standardized_optimality(
     const double[::1] test_mean,
     Py_ssize_t n_columns,
     bint fit_intercept,
+    int n_threads=1,
 ):
     """``max(max |grad|, max |grad_jc test_inverse_scale_j + test_mean_j grad_b,c|)``: the
     largest entry of the gradient in theta and of the (weighted) one in the model's
-    coordinates (``StandardizedObjective.optimality``). NaN if any entry is NaN."""
-    cdef Py_ssize_t d = test_inverse_scale.shape[0], k = n_columns, j, c
-    cdef double largest = 0.0, g
+    coordinates (``StandardizedObjective.optimality``). NaN if any entry is NaN. By
+    blocks of features on ``n_threads`` OpenMP threads."""
+    cdef Py_ssize_t d = test_inverse_scale.shape[0], k = n_columns, j, c, block, first, last
+    cdef Py_ssize_t rows = _rows_per_block(k), n_blocks = (d + rows - 1) // rows
+    cdef double largest = 0.0, g, h, local
+    cdef double *partial = <double *> malloc(max(n_blocks, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
     with nogil:
-        for j in range(grad.shape[0]):
+        for j in range(d * k, grad.shape[0]):  # the intercepts
             g = fabs(grad[j])
             if g != g:  # NaN: the result is NaN
                 largest = g
                 break
             if g > largest:
                 largest = g
-        for j in range(d if largest == largest else 0):
-            for c in range(k):
-                g = grad[j * k + c] * test_inverse_scale[j]
-                if fit_intercept:
-                    g = g + test_mean[j] * grad[d * k + c]
-                g = fabs(g)
-                if g > largest:
-                    largest = g
+        for block in prange(n_blocks, schedule="static", num_threads=max(n_threads, 1)):
+            first = block * rows
+            last = min(first + rows, d)
+            local = 0.0
+            for j in range(first, last):
+                for c in range(k):
+                    g = fabs(grad[j * k + c])
+                    h = grad[j * k + c] * test_inverse_scale[j]
+                    if fit_intercept:
+                        h = h + test_mean[j] * grad[d * k + c]
+                    h = fabs(h)
+                    if h > g:
+                        g = h
+                    if not g <= local:  # larger, or NaN (which then stays)
+                        if local == local:
+                            local = g
+            partial[block] = local
+        for block in range(n_blocks):
+            if largest == largest and not partial[block] <= largest:
+                largest = partial[block]
+    free(partial)
     return largest
-
-
-# Elements per block of the blocked loops below: 16 KiB of doubles, so that a block of
-# every stored pair (2 m blocks, 320 KiB for m = 10) stays in the L2 cache between the
-# loops that read it.
-cdef enum:
-    _BLOCK = 2048
 
 
 def store_pair(
