@@ -87,6 +87,13 @@ _sparse = {
 }
 
 
+def sag_loops(n_classes):
+    """The build of ``_sag`` (the SAG solver's epoch loop) for a model with
+    ``n_classes``, chosen as ``sparse_kernels``."""
+    return _module(_build_name(_wide_kernels if n_classes >= _AVX512_MIN_CLASSES else kernels),
+                   "_sag")
+
+
 def sparse_kernels(n_classes):
     """The CSR kernel module for a model with ``n_classes`` (the same build as
     ``linear_kernels``)."""

@@ -19,12 +19,14 @@ from ._preconditioning import StandardizedObjective, column_moments
 from ._rows import CsrRows, rows_of
 from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
 from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
+from ._stochastic import penalty_curvature, sag, sag_suits
 from ._threads import ROW_WISE_WORK, KernelThreads, fitting
 from ._validation import check_sample_weight
 
 _SOLVERS = {
     "lbfgs": lbfgs,
     "newton-cg": newton_cg,
+    "sag": sag,
     "lbfgs, then newton-cg": lbfgs_then_newton_cg,  # what "auto" runs from a cold start
 }
 
@@ -78,7 +80,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         worse model. 0 returns the start (zeros, or the warm start). A
         :class:`~sklearn.exceptions.ConvergenceWarning` is issued when it is
         reached before ``tol``.
-    solver : {"auto", "lbfgs", "newton-cg"}, default="auto"
+    solver : {"auto", "lbfgs", "newton-cg", "sag"}, default="auto"
         The optimization algorithm. Every solver moves in coordinates where the
         features look standardized: an exact change of variables by each
         feature's weighted mean and standard deviation (X is neither copied nor
@@ -86,20 +88,28 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         the same as without it. Features that do not vary keep coefficients of
         exactly 0 (the intercept absorbs a constant).
 
-        - ``"lbfgs"``: scipy's L-BFGS-B with ``LogisticRegression``'s settings;
-          one pass over X per iteration. The fastest on well-conditioned problems.
-          Where it stalls before meeting ``tol``, it warns.
+        - ``"lbfgs"``: L-BFGS (Nocedal 1980) with ``LogisticRegression``'s settings
+          (10 pairs, a strong Wolfe line search); one pass over X per iteration.
+          The fastest on well-conditioned problems. Where it stalls before meeting
+          ``tol``, it warns.
         - ``"newton-cg"``: trust-region Newton (TRON: Lin, Weng & Keerthi, JMLR
           2008). Each iteration minimizes the quadratic model of the objective
           inside a trust region by conjugate gradients on Hessian-vector products
           (one fused pass over X each). Few, costlier iterations; it converges
           where L-BFGS crawls (nearly separable classes under a weak penalty),
           quickly from a warm start, and from any start.
+        - ``"sag"``: stochastic average gradient (Schmidt, Le Roux & Bach, Math.
+          Program. 2017), one epoch over the rows per iteration, serial, in the
+          model's coordinates (sparse rows stay sparse), with rows drawn at random
+          from a fixed seed. Fast on many normalized sparse rows (TF-IDF text);
+          slow where rows are long or unscaled (its step is 1 / the largest row's
+          curvature). Not for X with columns of extreme magnitude (a ValueError).
         - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
-          solution; otherwise ``"lbfgs"``, handing over to ``"newton-cg"`` from
-          where it stopped when it stalls or when, after 30 iterations, its rate of
-          progress projects more than 60 further iterations to reach ``tol``.
-          benchmarks/ measures the choice.
+          solution; ``"sag"`` for sparse X whose rows' largest curvature times C
+          is at most 2 (normalized rows, as TF-IDF's); otherwise ``"lbfgs"``,
+          handing over to ``"newton-cg"`` from where it stopped when it stalls or
+          when, after 30 iterations, its rate of progress projects more than 60
+          further iterations to reach ``tol``. benchmarks/ measures the choice.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_`` when their shape fits,
         for example along a path of values of C (``set_params(C=c).fit(X, y)``);
@@ -177,7 +187,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "solver": [StrOptions({"auto", "lbfgs", "newton-cg"})],
+        "solver": [StrOptions({"auto", "lbfgs", "newton-cg", "sag"})],
         "warm_start": ["boolean"],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "n_jobs": [Integral, None],
@@ -282,7 +292,14 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             standardized = StandardizedObjective(objective, n_threads, (mean, std, None))
             w0 = self._warm_start_point(standardized, column_exponents, X.shape[1], stored)
             warm = w0 is not None
-            solver = self.solver if self.solver != "auto" else _auto_solver(warm)
+            solver = self.solver if self.solver != "auto" else _auto_solver(warm, objective)
+            if solver == "sag" and penalty_curvature(objective) is None:
+                raise ValueError(
+                    "solver='sag' cannot fit this X: some of its columns have values of "
+                    f"extreme magnitude (beyond about {np.finfo(X.dtype).max / 4 / X.shape[0]:.1e} "
+                    "or below 1e-276), which the solvers rescale, giving those features their "
+                    "own penalty. Use solver='auto', or rescale those columns."
+                )
             if self.verbose > 0:
                 start = time.perf_counter()
                 print(
@@ -578,9 +595,11 @@ def _labels(y, classes):
     return np.searchsorted(classes, y)
 
 
-def _auto_solver(warm):
+def _auto_solver(warm, objective):
     """The solver that ``solver="auto"`` runs: see the class docstring."""
-    return "newton-cg" if warm else "lbfgs, then newton-cg"
+    if warm:
+        return "newton-cg"
+    return "sag" if sag_suits(objective) else "lbfgs, then newton-cg"
 
 
 def _warn_not_converged(solver, result, max_iter, tol, dtype, n_classes, unpenalized=False):
