@@ -295,10 +295,14 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             solver = self.solver if self.solver != "auto" else _auto_solver(warm, objective)
             if solver == "sag" and penalty_curvature(objective) is None:
                 raise ValueError(
-                    "solver='sag' cannot fit this X: some of its columns have values of "
-                    f"extreme magnitude (beyond about {np.finfo(X.dtype).max / 4 / X.shape[0]:.1e} "
-                    "or below 1e-276), which the solvers rescale, giving those features their "
-                    "own penalty. Use solver='auto', or rescale those columns."
+                    "solver='sag' needs one finite penalty 1 / (C sum(sample_weight)) for "
+                    "every feature; here "
+                    + ("C is so small that the penalty lies beyond the float64 range"
+                       if column_exponents is None else
+                       "some columns of X have values of extreme magnitude (beyond about "
+                       f"{np.finfo(X.dtype).max / 4 / X.shape[0]:.1e} or below 1e-276), which "
+                       "the solvers rescale, giving those features their own penalty")
+                    + ". Use solver='auto', or rescale those columns."
                 )
             if self.verbose > 0:
                 start = time.perf_counter()

@@ -40,9 +40,14 @@ def _arrays(rows):
 
 def penalty_curvature(objective):
     """The penalty's curvature alpha = 1 / (C S), or None where it differs by feature
-    (columns of extreme magnitude were rescaled: ``_rescaling``)."""
+    (columns of extreme magnitude were rescaled: ``_rescaling``) or lies beyond the
+    float64 range (C below about 1e-300 / S)."""
     root = np.asarray(objective.penalty_root, dtype=np.float64)
-    return float(root) ** 2 if root.ndim == 0 else None
+    if root.ndim:
+        return None
+    with np.errstate(over="ignore"):
+        alpha = float(root * root)
+    return alpha if np.isfinite(alpha) else None
 
 
 # solver="auto" runs SAG on sparse X where the rows' largest curvature times C (times

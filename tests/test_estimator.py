@@ -316,7 +316,7 @@ def test_bad_sample_weight_is_rejected(blobs, sample_weight, match):
         ({"C": 0.0}, "'C' parameter"),
         ({"tol": -1e-3}, "'tol' parameter"),
         ({"max_iter": -1}, "'max_iter' parameter"),
-        ({"solver": "sag"}, "'solver' parameter"),
+        ({"solver": "saga"}, "'solver' parameter"),
         ({"class_weight": "uniform"}, "'class_weight' parameter"),
         ({"n_jobs": 1.5}, "'n_jobs' parameter"),
         ({"n_jobs": 0}, "n_jobs == 0"),

@@ -186,9 +186,12 @@ def test_columns_of_extreme_magnitude_are_refused():
     X, y = text_like(seed=7)
     X = X.tolil()
     X[:, 0] = 1e-290  # rescaled by the solvers: its own penalty, which SAG cannot take
-    with pytest.raises(ValueError, match="solver='sag' cannot fit this X"):
+    with pytest.raises(ValueError, match="solver='sag' needs one finite penalty.*extreme"):
         SoftmaxRegressor(solver="sag").fit(X.tocsr(), y)
     SoftmaxRegressor().fit(X.tocsr(), y)  # auto takes another solver
+    with pytest.raises(ValueError, match="solver='sag' needs one finite penalty.*C is so small"):
+        X, y = text_like(seed=7)
+        SoftmaxRegressor(solver="sag", C=1e-300).fit(X, y, sample_weight=np.full(len(y), 1e-12))
 
 
 def _solver_of(model, X, y):
