@@ -19,7 +19,7 @@ def sum_gradient(
     n_features: int,
     rows: _IntpArray,
     memory: _DoubleArray,
-    sum_grad: _DoubleArray,
+    both: _DoubleArray,
     sum_grad_b: _DoubleArray,
 ) -> None: ...
 def sag_epoch(
@@ -34,10 +34,10 @@ def sag_epoch(
     offset: int,
     fit_intercept: bool,
     step: float,
+    intercept_step: float,
     alpha: float,
-    V: _DoubleArray,
+    both: _DoubleArray,
     b: _DoubleArray,
-    sum_grad: _DoubleArray,
     sum_grad_b: _DoubleArray,
     memory: _DoubleArray,
     seen: npt.NDArray[np.uint8],

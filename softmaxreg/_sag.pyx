@@ -60,17 +60,18 @@ def sum_gradient(const floating[::1] data, const index_t[::1] indices,
                  const index_t[::1] indptr, const index_t[::1] column_map,
                  Py_ssize_t n_features,
                  const Py_ssize_t[::1] rows, const double[:, ::1] memory,
-                 double[:, ::1] sum_grad, double[::1] sum_grad_b):
-    """``sum_grad = sum over rows of x_i memory_i^T`` and ``sum_grad_b = sum memory_i``,
-    recomputed exactly (the running sums of the epochs drift by their rounding)."""
+                 double[:, ::1] both, double[::1] sum_grad_b):
+    """``sum_grad = sum over rows of x_i memory_i^T`` (into ``both[:, m:]``, see
+    ``sag_epoch``) and ``sum_grad_b = sum memory_i``, recomputed exactly (the running
+    sums of the epochs drift by their rounding)."""
     cdef Py_ssize_t m = memory.shape[1], r, i, p, j, c, start, end
     cdef bint dense = indptr.shape[0] == 0
     cdef const index_t *cmap = &column_map[0] if column_map.shape[0] else NULL
     cdef double x
     with nogil:
-        for j in range(sum_grad.shape[0]):
+        for j in range(both.shape[0]):
             for c in range(m):
-                sum_grad[j, c] = 0.0
+                both[j, m + c] = 0.0
         for c in range(m):
             sum_grad_b[c] = 0.0
         for r in range(rows.shape[0]):
@@ -81,7 +82,7 @@ def sum_gradient(const floating[::1] data, const index_t[::1] indices,
                 j = _column(p, start, dense, indices, cmap)
                 x = data[p]
                 for c in range(m):
-                    sum_grad[j, c] += x * memory[i, c]
+                    both[j, m + c] += x * memory[i, c]
             for c in range(m):
                 sum_grad_b[c] += memory[i, c]
 
@@ -98,10 +99,10 @@ def sag_epoch(
     Py_ssize_t offset,
     bint fit_intercept,
     double step,
+    double intercept_step,
     double alpha,
-    double[:, ::1] V,
+    double[:, ::1] both,
     double[::1] b,
-    double[:, ::1] sum_grad,
     double[::1] sum_grad_b,
     double[:, ::1] memory,
     unsigned char[::1] seen,
@@ -112,20 +113,23 @@ def sag_epoch(
 ):
     """One epoch of SAG over the rows in ``order`` (see the module).
 
-    ``state`` is ``[wscale, n_seen]``, updated in place; on return every coefficient is
-    current and ``wscale`` is 1 (V is W). ``feature_hist`` (d), ``cumsum`` (len(order)
+    ``both`` (d, 2 m) holds V (its first m columns) and the running sums ``sum_grad``
+    (the last m) side by side: a step reads and writes both rows of each feature of its
+    row, now in one stretch of memory. ``state`` is ``[wscale, n_seen]``, updated in
+    place; on return every coefficient is current and ``wscale`` is 1 (V is W). ``feature_hist`` (d), ``cumsum`` (len(order)
     + 1) and ``scratch`` (2 (m + offset)) are work arrays. ``weight`` (n) holds the
     scaled sample weights.
     """
-    cdef Py_ssize_t m = V.shape[1], k = m + offset, d = V.shape[0], n = order.shape[0]
+    cdef Py_ssize_t m = b.shape[0], k = m + offset, d = both.shape[0], n = order.shape[0]
+    cdef double *row_v
+    cdef double *row_g
     cdef Py_ssize_t t, r, i, p, j, c, start, end, label
     cdef bint dense = indptr.shape[0] == 0
     cdef const index_t *cmap = &column_map[0] if column_map.shape[0] else NULL
     cdef double wscale = state[0], n_seen = state[1], x, top, total, factor, w_i
     cdef double *z = &scratch[0]
     cdef double *g = &scratch[k]
-    if (sum_grad.shape[0] != d or sum_grad.shape[1] != m
-            or b.shape[0] != m or sum_grad_b.shape[0] != m or memory.shape[1] != m
+    if (both.shape[1] != 2 * m or sum_grad_b.shape[0] != m or memory.shape[1] != m
             or feature_hist.shape[0] != d or cumsum.shape[0] < n + 1
             or scratch.shape[0] < 2 * k or state.shape[0] != 2):
         raise ValueError("inconsistent SAG arrays.")
@@ -142,14 +146,16 @@ def sag_epoch(
                 z[c] = 0.0
             for p in range(start, end):
                 j = _column(p, start, dense, indices, cmap)
+                row_v = &both[j, 0]
+                row_g = row_v + m
                 if feature_hist[j] < t:
                     factor = cumsum[t] - cumsum[feature_hist[j]]
                     for c in range(m):
-                        V[j, c] -= factor * sum_grad[j, c]
+                        row_v[c] -= factor * row_g[c]
                     feature_hist[j] = t
                 x = data[p]
                 for c in range(m):
-                    z[offset + c] += x * V[j, c]
+                    z[offset + c] += x * row_v[c]
             top = 0.0 if offset else -1e308
             for c in range(m):
                 z[offset + c] = wscale * z[offset + c] + b[c]
@@ -179,21 +185,23 @@ def sag_epoch(
             for p in range(start, end):
                 j = _column(p, start, dense, indices, cmap)
                 x = data[p]
+                row_v = &both[j, 0]
+                row_g = row_v + m
                 for c in range(m):
-                    sum_grad[j, c] += x * g[c]
-                    V[j, c] -= factor * sum_grad[j, c]
+                    row_g[c] += x * g[c]
+                    row_v[c] -= factor * row_g[c]
                 feature_hist[j] = t + 1
             for c in range(m):
                 sum_grad_b[c] += g[c]
             if fit_intercept:
                 for c in range(m):
-                    b[c] -= step * sum_grad_b[c] / n_seen
+                    b[c] -= intercept_step * sum_grad_b[c] / n_seen
             if wscale < 1e-9 or t == n - 1:
                 # Every coefficient up to date, and W = V again.
                 for j in range(d):
                     factor = cumsum[t + 1] - cumsum[feature_hist[j]]
                     for c in range(m):
-                        V[j, c] = wscale * (V[j, c] - factor * sum_grad[j, c])
+                        both[j, c] = wscale * (both[j, c] - factor * both[j, m + c])
                     feature_hist[j] = t + 1
                 wscale = 1.0
     state[0] = wscale

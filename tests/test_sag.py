@@ -40,7 +40,8 @@ def objective(X, y, model, C, sample_weight=None):
     return C * (sw * ce).sum() + 0.5 * (model.coef_.astype(np.float64) ** 2).sum()
 
 
-def plain_sag_epoch(X, y, order, W, b, sum_grad, sum_b, memory, seen, step, alpha, offset):
+def plain_sag_epoch(X, y, order, W, b, sum_grad, sum_b, memory, seen, step, intercept_step,
+                    alpha, offset):
     """SAG as written in the paper, dense, one row at a time."""
     k = W.shape[1] + offset
     for i in order:
@@ -56,7 +57,7 @@ def plain_sag_epoch(X, y, order, W, b, sum_grad, sum_b, memory, seen, step, alph
         n_seen = seen.sum()
         W *= 1 - step * alpha
         W -= step * sum_grad / n_seen
-        b -= step * sum_b / n_seen
+        b -= intercept_step * sum_b / n_seen
     return W, b
 
 
@@ -73,10 +74,11 @@ def test_epoch_is_plain_sag(offset, storage, alpha):
     y = rng.integers(0, m + offset, n)
     order = rng.integers(0, n, 3 * n)
     step = 0.3
+    intercept_step = step if storage == "dense" else 0.01 * step
     W0, b0 = rng.standard_normal((d, m)) * 0.1, rng.standard_normal(m) * 0.1
     expected = plain_sag_epoch(dense, y, order, W0.copy(), b0.copy(), np.zeros((d, m)),
-                               np.zeros(m), np.zeros((n, m)), np.zeros(n, bool), step, alpha,
-                               offset)
+                               np.zeros(m), np.zeros((n, m)), np.zeros(n, bool), step,
+                               intercept_step, alpha, offset)
     empty = np.empty(0, np.int64)
     if storage == "dense":
         arrays = (dense.reshape(-1), empty, empty, empty)
@@ -88,11 +90,13 @@ def test_epoch_is_plain_sag(offset, storage, alpha):
             column_map = np.zeros(3 * d, dtype=X.indices.dtype)
             column_map[3 * np.arange(d)] = np.arange(d)
         arrays = (X.data, X.indices, X.indptr, column_map)
-    V, b = W0.copy(), b0.copy()
+    both, b = np.hstack([W0, np.zeros((d, m))]), b0.copy()
     state = np.array([1.0, 0.0])
-    _sag.sag_epoch(*arrays, d, order, y.astype(np.intp), np.empty(0), offset, True, step, alpha,
-                   V, b, np.zeros((d, m)), np.zeros(m), np.zeros((n, m)), np.zeros(n, np.uint8),
-                   state, np.zeros(d, np.int64), np.empty(len(order) + 1), np.empty(2 * (m + offset)))
+    _sag.sag_epoch(*arrays, d, order, y.astype(np.intp), np.empty(0), offset, True, step,
+                   intercept_step, alpha, both, b, np.zeros(m), np.zeros((n, m)),
+                   np.zeros(n, np.uint8), state, np.zeros(d, np.int64), np.empty(len(order) + 1),
+                   np.empty(2 * (m + offset)))
+    V = both[:, :m]
     # (the scaled weights round differently: a few ulp of the largest coefficient)
     assert_allclose(V, expected[0], rtol=1e-8, atol=1e-12 * np.abs(expected[0]).max())
     assert_allclose(b, expected[1], rtol=1e-8, atol=1e-12 * np.abs(expected[1]).max())
