@@ -138,6 +138,25 @@ cdef int _check_workspace(Py_ssize_t size, Py_ssize_t d, Py_ssize_t k, int slots
     return 0
 
 
+cdef inline floating *_thread_accumulator(
+    int tid, floating *out_coef, floating *out_intercept, floating *space,
+    Py_ssize_t acc_stride, Py_ssize_t d, Py_ssize_t k,
+) noexcept nogil:
+    """Thread ``tid``'s (d, k) accumulator, zeroed with its row for the intercepts (that
+    row follows it, except for thread 0): the outputs themselves for thread 0, its buffer
+    in the workspace for the others (see the module)."""
+    cdef floating *acc
+    if tid == 0:
+        acc = out_coef
+        if d:
+            memset(acc, 0, d * k * sizeof(floating))
+        memset(out_intercept, 0, k * sizeof(floating))
+    else:
+        acc = space + (tid - 1) * acc_stride
+        memset(acc, 0, (d + 1) * k * sizeof(floating))
+    return acc
+
+
 cdef void _reduce_accumulators(
     floating *out_coef, floating *out_intercept, const floating *workspace,
     Py_ssize_t d, Py_ssize_t k, const int *ran, int slots, int n_threads,
@@ -238,16 +257,8 @@ def csr_linear_loss_gradient(
         with nogil, parallel(num_threads=slots):
             tid = omp_get_thread_num()
             ran[tid] = 1
-            if tid == 0:
-                my_acc = out_coef
-                my_intercept = &grad_intercept[0]
-                if d:
-                    memset(my_acc, 0, d * k * sizeof(floating))
-                memset(my_intercept, 0, k * sizeof(floating))
-            else:
-                my_acc = space + (tid - 1) * acc_stride
-                my_intercept = my_acc + d * k
-                memset(my_acc, 0, (d + 1) * k * sizeof(floating))
+            my_acc = _thread_accumulator(tid, out_coef, &grad_intercept[0], space, acc_stride, d, k)
+            my_intercept = &grad_intercept[0] if tid == 0 else my_acc + d * k
             z = space + (slots - 1) * acc_stride + tid * scratch_stride
             for i in prange(n, schedule="static"):
                 w = sample_weight[i] if weighted else 1
@@ -328,16 +339,8 @@ def csr_linear_hessian_product(
         with nogil, parallel(num_threads=slots):
             tid = omp_get_thread_num()
             ran[tid] = 1
-            if tid == 0:
-                my_acc = out_coef
-                my_intercept = &out_intercept[0]
-                if d:
-                    memset(my_acc, 0, d * k * sizeof(floating))
-                memset(my_intercept, 0, k * sizeof(floating))
-            else:
-                my_acc = space + (tid - 1) * acc_stride
-                my_intercept = my_acc + d * k
-                memset(my_acc, 0, (d + 1) * k * sizeof(floating))
+            my_acc = _thread_accumulator(tid, out_coef, &out_intercept[0], space, acc_stride, d, k)
+            my_intercept = &out_intercept[0] if tid == 0 else my_acc + d * k
             z = space + (slots - 1) * acc_stride + tid * scratch_stride
             r = z + kp
             for i in prange(n, schedule="static"):
