@@ -103,6 +103,23 @@ cdef inline void _compensated_add(double *total, double *compensation, double x)
     total[0] = t
 
 
+# Terms exp(d) below exp(-_TINY_SHIFT) are subnormal or 0 in float64: they are summed as
+# exp(d + _TINY_SHIFT), in the normal range, and scaled down once at the end, so that a
+# row of many such terms (a subnormal log-softmax of its top class) keeps its sum.
+cdef double _TINY_SHIFT = 700.0
+cdef double _EXP_MINUS_SHIFT = exp(-_TINY_SHIFT)
+
+
+cdef inline void _rest_add(double d, double e_d, double *total, double *compensation,
+                           double *tiny) noexcept nogil:
+    """Add ``exp(d)`` (``e_d``, d <= 0) to the compensated ``total``, or where it is below
+    float64's normal range, ``exp(d + _TINY_SHIFT)`` to ``tiny``."""
+    if d < -_TINY_SHIFT:
+        tiny[0] += exp(d + _TINY_SHIFT)
+    else:
+        _compensated_add(total, compensation, e_d)
+
+
 cdef inline double _row_exp_rest(
     const floating *z, Py_ssize_t k, Py_ssize_t jmax, floating *e
 ) noexcept nogil:
@@ -114,13 +131,15 @@ cdef inline double _row_exp_rest(
     ``e`` may be ``z`` itself: each element is read before it is written.
     """
     cdef Py_ssize_t j
-    cdef floating m = z[jmax]
-    cdef double total = 0.0, compensation = 0.0
+    cdef double m = z[jmax], d, e_j
+    cdef double total = 0.0, compensation = 0.0, tiny = 0.0
     for j in range(k):
-        e[j] = _exp(z[j] - m)
+        d = <double>z[j] - m
+        e_j = exp(d)
+        e[j] = <floating>e_j  # a float32 subnormal rounded once, from float64
         if j != jmax:
-            _compensated_add(&total, &compensation, e[j])
-    return total + compensation
+            _rest_add(d, e_j, &total, &compensation, &tiny)
+    return total + compensation + tiny * _EXP_MINUS_SHIFT
 
 
 cdef inline double _row_label_loss_grad(
@@ -176,8 +195,8 @@ def log_softmax_rows(const floating[:, ::1] logits, floating[:, ::1] out, int n_
     log of ``1 + small`` keeps its relative precision.
     """
     cdef Py_ssize_t n = logits.shape[0], k = logits.shape[1], i, j, jmax
-    cdef double m, log_s
-    cdef double rest, total, compensation
+    cdef double m, log_s, d
+    cdef double rest, total, compensation, tiny
     if k == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
@@ -185,10 +204,12 @@ def log_softmax_rows(const floating[:, ::1] logits, floating[:, ::1] out, int n_
         m = logits[i, jmax]
         total = 0.0
         compensation = 0.0
+        tiny = 0.0
         for j in range(k):
             if j != jmax:
-                _compensated_add(&total, &compensation, _exp(logits[i, j] - logits[i, jmax]))
-        log_s = log1p(total + compensation)
+                d = <double>logits[i, j] - m
+                _rest_add(d, exp(d), &total, &compensation, &tiny)
+        log_s = log1p(total + compensation + tiny * _EXP_MINUS_SHIFT)
         for j in range(k):
             out[i, j] = <floating>((<double>logits[i, j] - m) - log_s)
 
