@@ -413,3 +413,16 @@ def test_float64_input_beyond_float32_range_is_a_clean_error(argument):
         kwargs = {"targets": np.array([0, 1]), "sample_weight": np.array([1e39, 1.0])}
     with pytest.raises(ValueError, match=argument):
         softmax_cross_entropy(np.zeros((2, 2), dtype=np.float32), **kwargs)
+
+
+def test_a_loss_beyond_float64_range_is_a_clean_error():
+    """Targets summing to 31 on a row whose logits span 1.8e307: the exact loss is about
+    4.6e308, beyond float64's range. A ValueError says so (Hypothesis drew this row)."""
+    z = np.array([[-745.0, -49.0, 48.7215094, -49.0, 1.79769313e307, 0.0, -49.0]])
+    t = np.array([[1.27180225, 6.00994861, 6.62633488, 4.12352554, 5.35058696, 5.62957445,
+                   1.99917748]])
+    with pytest.raises(ValueError, match="beyond the range of float64"):
+        softmax_cross_entropy(z, t)
+    loss, _ = softmax_cross_entropy(z, t, sample_weight=np.array([0.1]))  # 4.6e307: in range
+    # every class but the top one contributes t_j (lse - z_j) = t_j z_top, up to 1e-300 relative
+    assert loss == pytest.approx(0.1 * (t.sum() - t[0, 4]) * z[0, 4], rel=1e-12)
