@@ -81,20 +81,21 @@ def _build_name(module):
     return module.__name__.rpartition(".")[2].removeprefix("_kernels").lstrip("_") or "baseline"
 
 
-_sparse = {
-    "narrow": _module(_build_name(kernels), "_sparse_kernels"),
-    "wide": _module(_build_name(_wide_kernels), "_sparse_kernels"),
+# The builds of the companion modules, as chosen for _kernels: {(wide, source): module}.
+_companions = {
+    (wide, source): _module(_build_name(_wide_kernels if wide else kernels), source)
+    for wide in (False, True)
+    for source in ("_sparse_kernels", "_sag")
 }
 
 
 def sag_loops(n_classes):
     """The build of ``_sag`` (the SAG solver's epoch loop) for a model with
     ``n_classes``, chosen as ``sparse_kernels``."""
-    return _module(_build_name(_wide_kernels if n_classes >= _AVX512_MIN_CLASSES else kernels),
-                   "_sag")
+    return _companions[n_classes >= _AVX512_MIN_CLASSES, "_sag"]
 
 
 def sparse_kernels(n_classes):
     """The CSR kernel module for a model with ``n_classes`` (the same build as
     ``linear_kernels``)."""
-    return _sparse["wide" if n_classes >= _AVX512_MIN_CLASSES else "narrow"]
+    return _companions[n_classes >= _AVX512_MIN_CLASSES, "_sparse_kernels"]

@@ -84,8 +84,7 @@ cdef inline void _row_accumulate_csr(
         acc_intercept[c] += g[c]
 
 
-cdef int _check_csr(Py_ssize_t nnz, Py_ssize_t n_indices, Py_ssize_t n_rows_plus_one,
-                    Py_ssize_t n_map) except -1:
+cdef int _check_csr(Py_ssize_t nnz, Py_ssize_t n_indices, Py_ssize_t n_rows_plus_one) except -1:
     if n_indices != nnz:
         raise ValueError(f"indices has {n_indices} entries for {nnz} values in data.")
     if n_rows_plus_one < 1:
@@ -194,7 +193,7 @@ def csr_linear_logits(
     cdef Py_ssize_t n = indptr.shape[0] - 1, k = coef_t.shape[1], i
     cdef const index_t *cmap = &column_map[0] if column_map.shape[0] else NULL
     cdef const floating *coef = &coef_t[0, 0] if coef_t.shape[0] else NULL
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], column_map.shape[0])
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
     if k == 0 or n == 0:
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=max(n_threads, 1)):
@@ -244,7 +243,7 @@ def csr_linear_loss_gradient(
     cdef Py_ssize_t i
     cdef int tid, t
 
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], column_map.shape[0])
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
     if grad_coef_t.shape[0] != d or grad_coef_t.shape[1] != k or grad_intercept.shape[0] != k:
         raise ValueError("grad_coef_t and grad_intercept must have coef_t's and intercept's shapes.")
     _check_workspace(workspace.shape[0], d, k, slots, kp, sizeof(floating))
@@ -325,7 +324,7 @@ def csr_linear_hessian_product(
     cdef Py_ssize_t i
     cdef int tid
 
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], column_map.shape[0])
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
     if (direction_coef_t.shape[0] != d or direction_coef_t.shape[1] != k
             or out_coef_t.shape[0] != d or out_coef_t.shape[1] != k
             or direction_intercept.shape[0] != k or out_intercept.shape[0] != k):
@@ -404,7 +403,7 @@ def csr_column_sums(
     cdef double *sw
     cdef double *cnt
     cdef double *mag
-    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0], 0)
+    _check_csr(data.shape[0], indices.shape[0], indptr.shape[0])
     if (sum1.shape[0] != d or sum2.shape[0] != d or stored_weight.shape[0] != d
             or magnitude.shape[0] != d or stored_count.shape[0] != d):
         raise ValueError("the outputs must all have length d.")

@@ -67,18 +67,15 @@ def penalty_curvature(objective):
 AUTO_MAX_CONDITION = 2.0
 
 
-def _step_size(model, data, indptr, n_features, visited, weight, alpha):
-    """1 / (L + alpha): L the largest curvature of a row's loss (see the module)."""
-    squares = np.empty(model.rows.shape[0])
-    sag_loops(model.n_classes).row_squared_norms(data, indptr, squares.shape[0], n_features,
-                                                 squares)
-    curvature = 0.25 if model.n_columns == 1 else 0.5
-    lipschitz = curvature * float(np.max(weight[visited] * (squares[visited] + model.fit_intercept)))
-    return 1.0 / (lipschitz + alpha), lipschitz
-
-
-def _visits(model):
-    """The rows SAG visits (positive weight) and every row's weight scaled to mean 1 over them."""
+def _plan(model, alpha):
+    """SAG's setup on ``model`` (a ``LinearSoftmaxObjective``), computed once per objective
+    (the auto rule and the solver both need it): the rows it visits (positive weight),
+    every row's weight scaled to mean 1 over them, the step ``1 / (L + alpha)``, with L
+    the largest curvature of a row's loss (see the module), and ``L / (n alpha)``, n the
+    rows visited: C L times the mean sample weight."""
+    plan = getattr(model, "_sag_plan", None)
+    if plan is not None:
+        return plan
     sw, n_rows = model.sample_weight, model.rows.shape[0]
     visited = np.flatnonzero(sw > 0) if sw.size else np.arange(n_rows)
     weight = np.zeros(n_rows)
@@ -86,7 +83,14 @@ def _visits(model):
         weight[visited] = sw[visited] * (visited.shape[0] / float(sw.sum(dtype=np.float64)))
     else:
         weight[:] = 1.0
-    return visited, weight
+    data, _, indptr, _, n_features = _arrays(model.rows)
+    squares = np.empty(n_rows)
+    sag_loops(model.n_classes).row_squared_norms(data, indptr, n_rows, n_features, squares)
+    curvature = 0.25 if model.n_columns == 1 else 0.5
+    lipschitz = curvature * float(np.max(weight[visited] * (squares[visited] + model.fit_intercept)))
+    condition = lipschitz / (visited.shape[0] * alpha) if alpha > 0 else np.inf
+    model._sag_plan = plan = (visited, weight, 1.0 / (lipschitz + alpha), condition)
+    return plan
 
 
 def sag_suits(model):
@@ -96,10 +100,7 @@ def sag_suits(model):
     alpha = penalty_curvature(model)
     if not isinstance(model.rows, CsrRows) or not alpha:
         return False
-    data, _, indptr, _, n_features = _arrays(model.rows)
-    visited, weight = _visits(model)
-    _, lipschitz = _step_size(model, data, indptr, n_features, visited, weight, alpha)
-    return lipschitz / (visited.shape[0] * alpha) <= AUTO_MAX_CONDITION
+    return _plan(model, alpha)[3] <= AUTO_MAX_CONDITION
 
 
 def sag(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
@@ -132,9 +133,8 @@ def sag(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
     data, indices, indptr, column_map, n_features = _arrays(model.rows)
     n_rows = model.rows.shape[0]
     m, offset = model.n_columns, model.n_classes - model.n_columns
-    visited, weight = _visits(model)
-    step, lipschitz = _step_size(model, data, indptr, n_features, visited, weight, alpha)
-    normalized = lipschitz <= AUTO_MAX_CONDITION * visited.shape[0] * alpha
+    visited, weight, step, condition = _plan(model, alpha)
+    normalized = condition <= AUTO_MAX_CONDITION
     decay = SPARSE_INTERCEPT_DECAY if isinstance(model.rows, CsrRows) and normalized else 1.0
 
     coef, intercept = model.unpack(objective.to_model(np.asarray(w0, dtype=np.float64)))
