@@ -1,7 +1,8 @@
 """Multinomial logistic (softmax) regression for multicore CPUs.
 
 Cython/OpenMP kernels for the numerically stable softmax cross-entropy, and
-:class:`SoftmaxRegressor`, a scikit-learn classifier built on them.
+:class:`SoftmaxRegressor`, a scikit-learn classifier built on them, and
+:class:`SoftmaxRegressorCV`, which chooses its C and L1 ratio by cross-validation.
 """
 
 import importlib.util
@@ -23,6 +24,7 @@ except ImportError as exc:
     ) from exc
 
 from ._config import show_config
+from ._cv import SoftmaxRegressorCV
 from ._estimator import SoftmaxRegressor
 from .functional import log_softmax, softmax, softmax_cross_entropy
 
@@ -30,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SoftmaxRegressor",
+    "SoftmaxRegressorCV",
     "log_softmax",
     "show_config",
     "softmax",

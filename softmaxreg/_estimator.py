@@ -9,16 +9,18 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model._base import SparseCoefMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dispatch import kernels as _kernels
 from ._objective import LinearSoftmaxObjective
+from ._penalty import CompositeObjective, l1_penalty
 from ._preconditioning import StandardizedObjective, column_moments
 from ._rows import CsrRows, rows_of
 from ._rescaling import normalize_weights, scale_extreme_columns, scaled_logits, softmax_of_scaled
-from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg
+from ._solvers import lbfgs, lbfgs_then_newton_cg, newton_cg, owlqn
 from ._stochastic import penalty_curvature, sag, sag_suits
 from ._threads import ROW_WISE_WORK, KernelThreads, fitting
 from ._validation import check_sample_weight
@@ -27,18 +29,20 @@ _SOLVERS = {
     "lbfgs": lbfgs,
     "newton-cg": newton_cg,
     "sag": sag,
+    "owl-qn": owlqn,
     "lbfgs, then newton-cg": lbfgs_then_newton_cg,  # what "auto" runs from a cold start
 }
 
 
-class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
+class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
     """Multinomial logistic ("softmax") regression on multicore CPUs.
 
     A classifier, despite its name. It minimizes the same objective as
     scikit-learn's :class:`~sklearn.linear_model.LogisticRegression` with its
-    multinomial loss and L2 penalty::
+    multinomial loss and L2, L1 or elastic-net penalty::
 
-        C * sum_i s_i * CE(softmax(x_i @ coef_.T + intercept_), y_i) + ||coef_||^2 / 2
+        C * sum_i s_i * CE(softmax(x_i @ coef_.T + intercept_), y_i)
+            + (1 - l1_ratio) / 2 * ||coef_||_2^2 + l1_ratio * ||coef_||_1
 
     where ``s_i`` is the sample weight times the class weight and the intercept is
     not penalized, so switching from ``LogisticRegression`` gives the same model.
@@ -55,7 +59,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         mean stronger regularization. ``np.inf`` fits the unpenalized model, as in
         ``LogisticRegression``; where the classes are separable, its coefficients
         grow without bound, and the fit stops at ``max_iter`` with a
-        :class:`~sklearn.exceptions.ConvergenceWarning`.
+        :class:`~sklearn.exceptions.ConvergenceWarning`. With ``C=np.inf``,
+        ``l1_ratio`` is ignored (with a warning).
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept for each class.
     tol : float, default=1e-4
@@ -72,7 +77,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         coefficients are measured in the first test as if scaled down to 1e4, where
         float64 can still meet it. A solver that stops
         before meeting the test for any reason says so with a
-        :class:`~sklearn.exceptions.ConvergenceWarning`.
+        :class:`~sklearn.exceptions.ConvergenceWarning`. With ``l1_ratio > 0`` the
+        objective is not differentiable where a coefficient is 0, and the gradient
+        in this test is the minimum-norm subgradient (0 exactly at the optimum).
     max_iter : int, default=100
         Maximum number of solver iterations, for every solver: with ``"auto"``,
         L-BFGS and newton-cg share it. ``n_iter_[0] <= max_iter``, and a larger
@@ -80,7 +87,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         worse model. 0 returns the start (zeros, or the warm start). A
         :class:`~sklearn.exceptions.ConvergenceWarning` is issued when it is
         reached before ``tol``.
-    solver : {"auto", "lbfgs", "newton-cg", "sag"}, default="auto"
+    solver : {"auto", "lbfgs", "newton-cg", "sag", "owl-qn"}, default="auto"
         The optimization algorithm. Every solver moves in coordinates where the
         features look standardized: an exact change of variables by each
         feature's weighted mean and standard deviation (X is neither copied nor
@@ -104,7 +111,15 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
           from a fixed seed. Fast on many normalized sparse rows (TF-IDF text);
           slow where rows are long or unscaled (its step is 1 / the largest row's
           curvature). Not for X with columns of extreme magnitude (a ValueError).
-        - ``"auto"``: ``"newton-cg"`` when warm-starting from a previous
+        - ``"owl-qn"``: orthant-wise limited-memory quasi-Newton (Andrew & Gao,
+          ICML 2007; Spark MLlib's solver for L1), the solver for ``l1_ratio > 0``:
+          L-BFGS on the minimum-norm subgradient, each step kept within the
+          orthant of the current coefficients, so coefficients reach exact zeros.
+          One pass over X per line-search trial. It also fits ``l1_ratio=0``.
+          ``"lbfgs"``, ``"newton-cg"`` and ``"sag"`` handle only ``l1_ratio=0``
+          (a ValueError otherwise).
+        - ``"auto"``: ``"owl-qn"`` when ``l1_ratio > 0`` (and C is finite);
+          otherwise ``"newton-cg"`` when warm-starting from a previous
           solution; ``"sag"`` for sparse X whose rows' largest curvature times C
           is at most 2 (normalized rows, as TF-IDF's); otherwise ``"lbfgs"``,
           handing over to ``"newton-cg"`` from where it stopped when it stalls or
@@ -132,6 +147,13 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         ``"auto"`` hands over to newton-cg, and a closing line (converged or why not,
         iterations, seconds). From 2, also the progress of newton-cg's conjugate
         gradients within a step (every 10 Hessian products, or every second).
+    l1_ratio : float, default=0.0
+        The elastic-net mixing parameter, in [0, 1], as in ``LogisticRegression``:
+        0 is the L2 penalty, 1 the L1 penalty (``||coef_||_1``, which sets
+        coefficients to exactly 0: feature selection), in between their mix (see
+        the objective above). With more than two classes, every class's
+        coefficients are penalized, and with ``l1_ratio > 0`` they are no longer
+        centred over the classes. Ignored, with a warning, when ``C=np.inf``.
 
     Attributes
     ----------
@@ -142,7 +164,9 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         (float32 or float64). With two classes, one row: that of ``classes_[1]``
         against ``classes_[0]``, as in ``LogisticRegression``. With more, one row
         per class, centred over the classes, as the optimum's are (for ``C=np.inf``,
-        the smallest of the equivalent solutions).
+        the smallest of the equivalent solutions), where ``l1_ratio=0``. With
+        ``l1_ratio > 0``, with exact zeros; :meth:`sparsify` turns it into a SciPy
+        CSR array (and :meth:`densify` back), which predictions accept.
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts, in the dtype of X. With more than two classes, centred to sum
         to zero (softmax is unchanged by a shift). Zero when ``fit_intercept=False``.
@@ -187,11 +211,12 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "solver": [StrOptions({"auto", "lbfgs", "newton-cg", "sag"})],
+        "solver": [StrOptions({"auto", "lbfgs", "newton-cg", "sag", "owl-qn"})],
         "warm_start": ["boolean"],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
     }
 
     def __init__(
@@ -205,6 +230,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         class_weight=None,
         n_jobs=None,
         verbose=0,
+        l1_ratio=0.0,
     ):
         self.C = C
         self.fit_intercept = fit_intercept
@@ -215,6 +241,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.l1_ratio = l1_ratio
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -261,6 +288,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 "SoftmaxRegressor needs samples of at least 2 classes in the data, "
                 f"but the data contain only one class: {classes[0]!r}."
             )
+        l1_ratio = self._check_l1_ratio()
         n_threads = KernelThreads(self.n_jobs)
         sw, C = self._weights_and_c(sample_weight, classes, labels)
         sw = sw.astype(X.dtype)  # at most 1: X's dtype holds them
@@ -288,11 +316,20 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                 fit_intercept=self.fit_intercept,
                 n_threads=n_threads,
                 feature_exponents=column_exponents,
+                l1_ratio=l1_ratio,
             )
-            standardized = StandardizedObjective(objective, n_threads, (mean, std, None))
-            w0 = self._warm_start_point(standardized, column_exponents, X.shape[1], stored)
+            standardized = StandardizedObjective(
+                objective, n_threads, (mean, std, None), centred=l1_ratio == 0)
+            solver = self.solver
+            problem = standardized
+            if solver == "owl-qn" or l1_ratio > 0:
+                # The smooth part and the L1 term (``_penalty``): OWL-QN's objective.
+                problem = CompositeObjective(standardized, l1_penalty(standardized))
+            w0 = self._warm_start_point(problem, standardized, column_exponents, X.shape[1],
+                                        stored)
             warm = w0 is not None
-            solver = self.solver if self.solver != "auto" else _auto_solver(warm, objective)
+            if solver == "auto":
+                solver = "owl-qn" if l1_ratio > 0 else _auto_solver(warm, objective)
             if solver == "sag" and penalty_curvature(objective) is None:
                 raise ValueError(
                     "solver='sag' needs one finite penalty 1 / (C sum(sample_weight)) for "
@@ -317,7 +354,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
                     flush=True,
                 )
             result = _SOLVERS[solver](
-                standardized,
+                problem,
                 w0 if warm else np.zeros(objective.n_params),
                 tol=self.tol,
                 max_iter=self.max_iter,
@@ -340,9 +377,12 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         if objective.n_columns > 1:
             # softmax is unchanged by a shift common to every class: the optimum's
             # coefficients are centred (for C = inf, the smallest optimum), the solvers move
-            # among centred ones, and this removes the rounding of the map back.
+            # among centred ones, and this removes the rounding of the map back. The L1
+            # term is not invariant to such a shift of the coefficients (only of the
+            # intercepts): its optimum is not centred, and keeps its zeros.
             intercept -= intercept.mean()
-            coef -= coef.mean(axis=0)
+            if l1_ratio == 0:
+                coef -= coef.mean(axis=0)
         with np.errstate(over="ignore"):
             if column_exponents is not None:
                 coef = np.ldexp(coef, -column_exponents)
@@ -390,10 +430,30 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             )
         return sw, C
 
-    def _warm_start_point(self, standardized, column_exponents, n_features, stored):
+    def _check_l1_ratio(self):
+        """The L1 ratio of the objective: ``l1_ratio``, or 0 for ``C=np.inf`` (with a
+        warning); a ValueError where the solver cannot fit an L1 term."""
+        if self.l1_ratio > 0 and self.C == np.inf:
+            warnings.warn(
+                f"l1_ratio={self.l1_ratio:g} is ignored with C=np.inf: there is no penalty "
+                "(as in LogisticRegression).",
+                UserWarning,
+                stacklevel=3,
+            )
+            return 0.0
+        if self.l1_ratio > 0 and self.solver in ("lbfgs", "newton-cg", "sag"):
+            raise ValueError(
+                f"solver={self.solver!r} fits only the L2 penalty (l1_ratio=0), but "
+                f"l1_ratio={self.l1_ratio:g}: use solver='owl-qn' (or 'auto', which picks it) "
+                "for the L1 and elastic-net penalties."
+            )
+        return float(self.l1_ratio)
+
+    def _warm_start_point(self, problem, standardized, column_exponents, n_features, stored):
         """The previous model in the solvers' coordinates, or None for a cold start: without
         warm_start, a previous model of another shape, or one that fits worse than zero
         coefficients (F = log k there), which carries no information, only distance.
+        ``problem``: what the solver minimizes (``standardized``, or it plus an L1 term);
         ``stored``: the columns fitted (None: all)."""
         objective = standardized.objective
         if not (
@@ -402,14 +462,18 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             and self.coef_.shape == (objective.n_columns, n_features)
         ):
             return None
-        coef = self.coef_.astype(np.float64)
+        coef = _dense(self.coef_).astype(np.float64)
         if stored is not None:
             coef = coef[:, stored]
         if column_exponents is not None:
             coef = np.ldexp(coef, column_exponents)
         w = standardized.centre(standardized.to_solver(objective.pack(coef, self.intercept_)))
-        fits = np.isfinite(w).all() and standardized.loss_gradient(w)[0] <= np.log(objective.n_classes)
-        return w if fits else None
+        if not np.isfinite(w).all():
+            return None
+        value = problem.loss_gradient(w)[0]
+        if problem is not standardized:
+            value = problem.value(w, value)
+        return w if value <= np.log(objective.n_classes) else None
 
     def _logits(self, X):
         """The (n_samples, n_columns) logits, and None, or, where the logits of some rows
@@ -424,7 +488,8 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
             X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                               order="C", reset=False)
         dtype = X.dtype
-        coef_t = np.ascontiguousarray(self.coef_.T, dtype=dtype)
+        coef = _dense(self.coef_)
+        coef_t = np.ascontiguousarray(coef.T, dtype=dtype)
         intercept = np.ascontiguousarray(self.intercept_, dtype=dtype)
         out = np.empty((X.shape[0], coef_t.shape[1]), dtype=dtype)
         storage = rows_of(X)
@@ -434,7 +499,7 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         if not rows.any():
             return out, None
         X_rows = X[rows].toarray() if sp.issparse(X) else X[rows]
-        z, exponent = scaled_logits(X_rows, self.coef_, self.intercept_)
+        z, exponent = scaled_logits(X_rows, coef, self.intercept_)
         out[rows] = z  # |z| <= n_features + 1: in range in either dtype
         return out, (rows, exponent)
 
@@ -550,6 +615,11 @@ class SoftmaxRegressor(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _dense(coef):
+    """``coef_`` as an ndarray (after :meth:`~SoftmaxRegressor.sparsify`, it is sparse)."""
+    return coef.toarray() if sp.issparse(coef) else coef
 
 
 def _canonical(X):

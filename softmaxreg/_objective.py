@@ -3,12 +3,15 @@
 For data X (n x d), labels y, sample weights s (S = sum(s)), inverse penalty C and
 parameters W (d x k, stored transposed) and b (k)::
 
-    F(W, b) = (1/S) sum_i s_i CE(softmax(x_i W + b), y_i) + ||W||^2 / (2 C S)
+    F(W, b) = (1/S) sum_i s_i CE(softmax(x_i W + b), y_i)
+              + (1 - r) ||W||^2 / (2 C S) + r ||W||_1 / (C S)
 
-This is ``LogisticRegression``'s multinomial objective,
-``C sum_i s_i CE_i + ||W||^2 / 2``, divided by ``C S``: the same minimizer, on a
-scale where a gradient tolerance means the same thing for any n and C. The
-intercept is not penalized; ``C = inf`` drops the penalty.
+with ``r`` the L1 ratio (0 by default). This is ``LogisticRegression``'s
+multinomial objective, ``C sum_i s_i CE_i + (1 - r) ||W||^2 / 2 + r ||W||_1``,
+divided by ``C S``: the same minimizer, on a scale where a gradient tolerance means
+the same thing for any n and C. The intercept is not penalized; ``C = inf`` drops
+the penalty. This class computes the smooth part (the data term and the L2 term);
+the L1 term is its own room (``_penalty``), applied by the proximal solvers.
 
 With two classes the model is ``LogisticRegression``'s binary one: class 0's
 column of W and b is fixed at 0, and the parameters are class 1's column alone,
@@ -79,11 +82,15 @@ class LinearSoftmaxObjective:
         Where X is a copy whose column j was scaled by ``2**-e_j`` (``_rescaling``), the
         exponents: the coefficient of the original column is ``W_j 2**-e_j`` and its
         penalty ``(W_j 2**-e_j)**2 / (2 C S)``, which this objective then applies.
+    l1_ratio : float, default=0.0
+        The elastic-net mixing ``r`` in [0, 1]: the L2 term is ``(1 - r)`` times the
+        above, and ``l1_strength`` gives the L1 term's weight ``r / (C S)`` per feature
+        (0 for ``C = inf``).
     """
 
     def __init__(
         self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads,
-        feature_exponents=None,
+        feature_exponents=None, l1_ratio=0.0,
     ):
         self.rows = rows_of(X)
         self.X = X = self.rows.X
@@ -108,7 +115,16 @@ class LinearSoftmaxObjective:
         #: and positive for every C > 0, where l2 itself may leave the float64 range
         #: (C = 1e307 over tiny features, whose coefficients are ~1e300): the penalty is
         #: computed as ||penalty_root * W||^2 / 2, always in range.
-        self.penalty_root = 1.0 / (np.sqrt(C) * np.sqrt(weight_sum))
+        self.penalty_root = np.sqrt(1.0 - l1_ratio) / (np.sqrt(C) * np.sqrt(weight_sum))
+        self.l1_ratio = float(l1_ratio) if np.isfinite(C) else 0.0
+        #: r / (C S): the L1 term's weight per unit of |W|, in the objective's scale, per
+        #: feature (an array) where X was rescaled; may overflow to inf (C tiny), where
+        #: the coefficients stay 0.
+        with np.errstate(over="ignore"):
+            root_cs = np.sqrt(C) * np.sqrt(weight_sum)
+            self.l1_strength = self.l1_ratio / root_cs / root_cs if self.l1_ratio else 0.0
+            if self.l1_ratio and feature_exponents is not None:
+                self.l1_strength = np.ldexp(self.l1_strength, -np.asarray(feature_exponents))
         if feature_exponents is not None:
             #: One per feature where X was rescaled: sqrt(l2) 2**-e_j, at most 2**500: a
             #: coefficient under a penalty that strong is below 2**-1000 times its gradient,

@@ -146,10 +146,16 @@ class StandardizedObjective:
     moments : tuple of ndarrays, default=None
         ``column_moments(objective.X, objective.sample_weight, n_threads)``, where the
         caller has it already; None computes it.
+    centred : bool, default=True
+        Whether the solvers move among coefficients centred over the classes (see
+        :meth:`centre`), as they may for the smooth objective. False where an L1 term
+        is added (``_penalty``), which is not invariant to a shift common to the
+        classes: the gradient is then the exact one, and only intercepts are centred.
     """
 
-    def __init__(self, objective, n_threads, moments=None):
+    def __init__(self, objective, n_threads, moments=None, centred=True):
         self.objective = objective
+        self.centred = centred
         self.n_params = objective.n_params
         self.value_resolution = objective.value_resolution
         self._n_coef = objective.n_coef
@@ -286,8 +292,9 @@ class StandardizedObjective:
         v = v.copy()
         if self._fit_intercept:
             v[n_coef:] -= v[n_coef:].mean()
-        rows = v[:n_coef].reshape(-1, k)
-        rows -= rows.mean(axis=1, keepdims=True)
+        if self.centred:
+            rows = v[:n_coef].reshape(-1, k)
+            rows -= rows.mean(axis=1, keepdims=True)
         return v
 
     def _set(self, theta, coef_buffer, intercept_buffer):
@@ -304,7 +311,7 @@ class StandardizedObjective:
         return standardized_pullback(
             out_coef, out_intercept, theta, self._grad_scale, self._grad_shift,
             self._penalty_curvature, self.objective.loss_scale, self._fit_intercept,
-            self._k > 1, result, self._map_threads(),
+            self._k > 1 and self.centred, result, self._map_threads(),
         )
 
     def loss_gradient(self, theta):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._lbfgs import minimize_lbfgs
+from ._owlqn import minimize_owlqn
 
 
 @dataclass(frozen=True)
@@ -405,4 +406,45 @@ def lbfgs_then_newton_cg(objective, w0, *, tol, max_iter, verbose=0, warm_start=
         converged=second.converged,
         message=second.message,
         reached_max_iter=second.reached_max_iter,
+    )
+
+
+def owlqn(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
+    """Minimize a smooth objective plus an L1 term by OWL-QN (``_owlqn.minimize_owlqn``).
+
+    Parameters
+    ----------
+    objective : _penalty.CompositeObjective
+    w0 : ndarray
+        Starting point (float64, 1-D).
+    tol : float
+        Stop when ``objective.optimality(value, subgradient) <= tol``: the largest
+        entry of the minimum-norm subgradient relative to the objective.
+    max_iter : int
+        Largest number of iterations; 0 returns ``w0``.
+    verbose : int, default=0
+        If positive, print the objective and the optimality at every iteration.
+    warm_start : bool, default=False
+        Whether ``w0`` is the solution of a nearby problem; OWL-QN makes no use of it.
+
+    Returns
+    -------
+    result : SolverResult
+    """
+    def callback(iteration, w, value, optimality):
+        if verbose > 0:
+            _report("owl-qn", iteration, value, optimality,
+                    f"  non-zero {np.count_nonzero(w)} of {w.shape[0]}")
+
+    w, value, n_iter, status = minimize_owlqn(
+        objective, w0, tol=tol, max_iter=max_iter, callback=callback)
+    messages = {
+        "converged": "minimum-norm subgradient below tol",
+        "max_iter": "reached max_iter",
+        "line search": "OWL-QN stopped making progress before the subgradient met tol "
+                       "(no step along its direction decreased the objective)",
+    }
+    return SolverResult(
+        w=w, objective=float(value), n_iter=n_iter, converged=status == "converged",
+        message=messages[status], reached_max_iter=status == "max_iter",
     )
