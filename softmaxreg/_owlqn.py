@@ -32,6 +32,8 @@ _C1, _C2 = 1e-4, 0.9
 # A trial step too short for the curvature condition grows by this factor (Breeze's).
 _GROW = 2.1
 _EPS = float(np.finfo(np.float64).eps)
+# Iterations in a row without progress (see minimize_owlqn) before it stops.
+_MAX_IDLE = 200
 # A rejected trial's step shrinks by a factor in this range (interpolation, safeguarded).
 _SHRINK_MIN, _SHRINK_MAX = 0.1, 0.5
 
@@ -113,9 +115,11 @@ def minimize_owlqn(objective, w0, *, tol, max_iter, callback=None):
     -------
     w, value, n_iter : the last iterate, the whole objective there, iterations
     status : str
-        "converged", "max_iter", or "line search" (no trial along the last direction
-        decreased the objective by what Armijo's condition asks, nor, below the
-        objective's rounding, reduced the pseudo-gradient).
+        "converged", "max_iter", "line search" (no trial along the last direction met
+        the sufficient decrease), or "stalled" (``_MAX_IDLE`` iterations in a row
+        neither decreased the objective by more than its rounding nor reduced the
+        optimality below its least value so far: the rounding of the arithmetic, float32
+        data for instance, hides the remaining distance to tol).
     """
     w = np.array(w0, dtype=np.float64)
     smooth, grad = objective.loss_gradient(w)
@@ -125,6 +129,9 @@ def minimize_owlqn(objective, w0, *, tol, max_iter, callback=None):
         return w, value, 0, "converged"
     pairs = _Pairs(w.shape[0], objective.loop_threads(w.shape[0]))
     penalized = objective.penalty.weights > 0
+    # Progress: the least value and optimality so far, and the iterations since either
+    # improved (the value by more than its rounding).
+    least_value, least_optimality, idle = value, objective.optimality(value, pg), 0
     for iteration in range(1, max_iter + 1):
         direction = pairs.direction(pg)
         # At a penalized zero, move only where the direction agrees with -pg.
@@ -151,4 +158,12 @@ def minimize_owlqn(objective, w0, *, tol, max_iter, callback=None):
             callback(iteration, w, value, optimality)
         if optimality <= tol:
             return w, value, iteration, "converged"
+        if value < least_value - objective.value_resolution * abs(least_value) or (
+                optimality < least_optimality):
+            idle = 0
+        else:
+            idle += 1
+            if idle >= _MAX_IDLE:
+                return w, value, iteration, "stalled"
+        least_value, least_optimality = min(least_value, value), min(least_optimality, optimality)
     return w, value, max_iter, "max_iter"

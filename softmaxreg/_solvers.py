@@ -443,6 +443,8 @@ def owlqn(objective, w0, *, tol, max_iter, verbose=0, warm_start=False):
         "max_iter": "reached max_iter",
         "line search": "OWL-QN stopped making progress before the subgradient met tol "
                        "(no step along its direction decreased the objective)",
+        "stalled": "OWL-QN made no progress that rounding can resolve in the last "
+                   "200 iterations",
     }
     return SolverResult(
         w=w, objective=float(value), n_iter=n_iter, converged=status == "converged",
