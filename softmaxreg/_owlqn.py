@@ -7,18 +7,26 @@ method of Spark MLlib's ``LogisticRegression`` with an L1 term, through Breeze's
 1. the pseudo-gradient ``pg``: the minimum-norm subgradient of the whole objective
    (``_penalty.L1Penalty.subgradient``);
 2. the L-BFGS direction ``-H pg`` (``_lbfgs._Pairs``: pairs of steps and changes of the
-   smooth part's gradient), with every component that disagrees in sign with ``-pg``
-   set to 0;
-3. the orthant of the step: the sign of each parameter, or of ``-pg`` where it is 0;
-4. a backtracking line search along the direction, each trial projected onto that
-   orthant (entries that would change sign become exactly 0), until the whole
-   objective decreases by ``1e-4 pg . (w_new - w)`` (Armijo's condition with the
-   pseudo-gradient).
+   smooth part's gradient), with every component at a penalized parameter that is 0 and
+   that disagrees in sign with ``-pg`` set to 0. The paper constrains every component
+   so; constraining only those at 0 keeps the quasi-Newton step on the others, and took
+   78 instead of 854 iterations on a 13-parameter problem (10x fewer on most tests);
+3. the orthant of the step: the sign of each penalized parameter, or of ``-pg`` where
+   it is 0; unpenalized ones (intercepts) are free;
+4. a line search along the direction, each trial projected onto that orthant (entries
+   that would change sign become exactly 0), by the weak Wolfe conditions with the
+   pseudo-gradient (``_line_search``).
 
-It needs one pass over the data per trial (one fused loss-and-gradient kernel call),
-which is what makes it fast here: each evaluation is one parallel kernel pass, and it
-keeps exact zeros. It stops on ``optimality(value, pg) <= tol``, the measure of the
-smooth solvers with the gradient replaced by the minimum-norm subgradient.
+Each trial is one pass over the data (one fused loss-and-gradient kernel call), and the
+operations on the parameters run in C (``_penalty_loops``). It stops on
+``optimality(value, pg) <= tol``, the measure of the smooth solvers with the gradient
+replaced by the minimum-norm subgradient, or says why not.
+
+Why OWL-QN and not a proximal Newton method, measured on raw digits (l1_ratio 1 and
+0.5, C 1 and 100, tol=1e-10): Newton-CG steps on the orthant's face (the proximal-Newton
+family, each step conjugate gradients on Hessian products) took 68-296 iterations
+against OWL-QN's 564-4484, but 1,577-39,648 Hessian products, each a pass over X like an
+OWL-QN trial: 0.31-6.6 s against 0.15-1.2 s.
 """
 
 import math
@@ -38,11 +46,7 @@ _MAX_IDLE = 200
 _SHRINK_MIN, _SHRINK_MAX = 0.1, 0.5
 
 
-def _largest(v):
-    return float(np.max(np.abs(v), initial=0.0))
-
-
-def _line_search(objective, w, value, pg, direction, orthant, step):
+def _line_search(objective, w, value, pg, direction, step):
     """A step along ``direction`` from ``w``, each trial projected onto ``orthant``, that
     meets the weak Wolfe conditions with the pseudo-gradient (as Breeze's ``OWLQN``):
     sufficient decrease, and a slope ``pg_new . direction`` no steeper than 0.9 times the
@@ -61,15 +65,13 @@ def _line_search(objective, w, value, pg, direction, orthant, step):
     lo, hi = 0.0, math.inf
     best = None
     for _ in range(MAX_LINE_SEARCH):
-        w_new = w + step * direction
-        w_new[w_new * orthant < 0] = 0.0  # the projection onto the orthant
+        # decrease < 0: the first-order change along the projected step.
+        w_new, decrease, l1 = objective.projected_step(w, direction, step, pg)
         smooth_new, grad_new = objective.loss_gradient(w_new)
-        value_new = objective.value(w_new, smooth_new)
-        change = w_new - w
-        decrease = float(pg @ change)  # < 0: the first-order change
+        value_new = smooth_new + l1 if math.isfinite(smooth_new) else math.inf
         sufficient = value_new <= value + _C1 * decrease or (
             value_new <= value + noise
-            and objective.end_slope(w_new, change, grad_new) <= (2 * _C1 - 1) * decrease
+            and objective.end_slope(w_new, w_new - w, grad_new) <= (2 * _C1 - 1) * decrease
         )
         if sufficient:
             pg_new = objective.subgradient(w_new, grad_new)
@@ -116,10 +118,10 @@ def minimize_owlqn(objective, w0, *, tol, max_iter, callback=None):
     w, value, n_iter : the last iterate, the whole objective there, iterations
     status : str
         "converged", "max_iter", "line search" (no trial along the last direction met
-        the sufficient decrease), or "stalled" (``_MAX_IDLE`` iterations in a row
-        neither decreased the objective by more than its rounding nor reduced the
-        optimality below its least value so far: the rounding of the arithmetic, float32
-        data for instance, hides the remaining distance to tol).
+        the sufficient decrease), or "stalled" (in ``_MAX_IDLE`` iterations in a row the
+        objective did not decrease, in all, by more than its rounding, nor did the
+        optimality fall below its least value so far: the rounding of the arithmetic,
+        of float32 data for instance, hides the remaining distance to tol).
     """
     w = np.array(w0, dtype=np.float64)
     smooth, grad = objective.loss_gradient(w)
@@ -128,26 +130,20 @@ def minimize_owlqn(objective, w0, *, tol, max_iter, callback=None):
     if objective.optimality(value, pg) <= tol:
         return w, value, 0, "converged"
     pairs = _Pairs(w.shape[0], objective.loop_threads(w.shape[0]))
-    penalized = objective.penalty.weights > 0
-    # Progress: the least value and optimality so far, and the iterations since either
-    # improved (the value by more than its rounding).
-    least_value, least_optimality, idle = value, objective.optimality(value, pg), 0
+    # Progress: a value from which the objective has not yet decreased by more than its
+    # rounding, the least optimality so far, and the iterations since either improved.
+    reference, least_optimality, idle = value, objective.optimality(value, pg), 0
     for iteration in range(1, max_iter + 1):
         direction = pairs.direction(pg)
-        # At a penalized zero, move only where the direction agrees with -pg.
-        direction[penalized & (w == 0) & (direction * pg >= 0)] = 0.0
-        slope = float(pg @ direction)
+        # At a penalized zero, move only where the direction agrees with -pg (OWL-QN
+        # constrains every entry so; only the zeros need it, and it took 10x fewer
+        # iterations).
+        slope = objective.constrain_direction(direction, w, pg)
         if not slope < 0:  # rounding in the pairs: restart from steepest descent
             pairs.clear()
             direction, slope = -pg, -float(pg @ pg)
-        # The orthant of the step: the sign of each penalized parameter, or where it is
-        # 0, that of -pg; 0 (no constraint) for the unpenalized ones (intercepts).
-        orthant = np.sign(w)
-        zero = orthant == 0
-        orthant[zero] = -np.sign(pg[zero])
-        orthant[~penalized] = 0.0
         step = 1.0 if pairs.order else min(1.0, 1.0 / math.sqrt(-slope))
-        found = _line_search(objective, w, value, pg, direction, orthant, step)
+        found = _line_search(objective, w, value, pg, direction, step)
         if found is None:
             return w, value, iteration - 1, "line search"
         w_new, value_new, grad_new, pg_new = found
@@ -158,12 +154,14 @@ def minimize_owlqn(objective, w0, *, tol, max_iter, callback=None):
             callback(iteration, w, value, optimality)
         if optimality <= tol:
             return w, value, iteration, "converged"
-        if value < least_value - objective.value_resolution * abs(least_value) or (
-                optimality < least_optimality):
+        if value < reference - objective.value_resolution * abs(reference):
+            reference, idle = value, 0  # a decrease beyond rounding since the reference
+        elif optimality < least_optimality:
             idle = 0
         else:
             idle += 1
             if idle >= _MAX_IDLE:
                 return w, value, iteration, "stalled"
-        least_value, least_optimality = min(least_value, value), min(least_optimality, optimality)
+
+        least_optimality = min(least_optimality, optimality)
     return w, value, max_iter, "max_iter"

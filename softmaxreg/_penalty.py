@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from . import _penalty_loops
+
 # Weights are capped here: a coefficient under a weight this large relative to any
 # gradient stays 0, and a finite cap keeps ``weight * |theta|`` free of inf * 0.
 _LARGEST_WEIGHT = 2.0**500
@@ -39,9 +41,10 @@ class L1Penalty:
         entry by ``step * weight``, with exact zeros."""
         return np.sign(theta) * np.maximum(np.abs(theta) - step * self.weights, 0.0)
 
-    def subgradient(self, theta, grad):
+    def subgradient(self, theta, grad, n_threads=1):
         """The minimum-norm element of ``grad + d penalty(theta)``, the subdifferential of
-        (smooth + penalty) at ``theta`` given the smooth part's gradient ``grad``.
+        (smooth + penalty) at ``theta`` given the smooth part's gradient ``grad``, a new
+        float64 array (``_penalty_loops.subgradient``, on ``n_threads`` threads).
 
         ``grad_i + w_i sign(theta_i)`` where ``theta_i != 0``; where ``theta_i = 0``, the
         soft threshold of ``grad_i`` by ``w_i`` (0 when ``|grad_i| <= w_i``). It is 0 at,
@@ -49,8 +52,9 @@ class L1Penalty:
         largest entry is the stopping measure of the proximal solvers, with the meaning
         of the smooth solvers' largest gradient entry.
         """
-        shrunk = np.sign(grad) * np.maximum(np.abs(grad) - self.weights, 0.0)
-        return np.where(theta != 0, grad + self.weights * np.sign(theta), shrunk)
+        out = np.empty_like(grad)
+        _penalty_loops.subgradient(theta, grad, self.weights, out, n_threads)
+        return out
 
 
 class CompositeObjective:
@@ -79,9 +83,29 @@ class CompositeObjective:
         """The whole objective at ``theta``, from its smooth part's value there."""
         return smooth_value + self.penalty.value(theta) if math.isfinite(smooth_value) else math.inf
 
+    def _threads(self):
+        """Threads for the loops over the parameters (the kernels' rule: 1 for small
+        models)."""
+        return self.smooth._map_threads()
+
     def subgradient(self, theta, grad):
         """See :meth:`L1Penalty.subgradient`."""
-        return self.penalty.subgradient(theta, grad)
+        return self.penalty.subgradient(theta, grad, self._threads())
+
+    def constrain_direction(self, direction, theta, subgradient):
+        """OWL-QN's constraint on a direction, in place (``_penalty_loops``); returns the
+        slope ``subgradient . direction``."""
+        return _penalty_loops.constrain_direction(
+            direction, theta, subgradient, self.penalty.weights, self._threads())
+
+    def projected_step(self, theta, direction, step, subgradient):
+        """``theta + step direction`` projected onto OWL-QN's orthant, with the
+        first-order change ``subgradient . (new - theta)`` and the L1 term at the new
+        point (``_penalty_loops.projected_step``)."""
+        out = np.empty_like(theta)
+        change, l1 = _penalty_loops.projected_step(
+            theta, direction, step, subgradient, self.penalty.weights, out, self._threads())
+        return out, change, l1
 
     def end_slope(self, w_new, change, grad_new):
         """The slope of the objective at ``w_new`` along ``change`` as it arrives there
