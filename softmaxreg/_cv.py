@@ -8,10 +8,12 @@ in parallel in threads, with the OpenMP threads split between them.
 
 from numbers import Integral, Real
 
+import inspect
+
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import _fit_context
-from sklearn.metrics import check_scoring
+from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
@@ -48,8 +50,11 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
         :class:`~sklearn.model_selection.StratifiedKFold`, an int that many folds.
     scoring : str or callable, default="neg_log_loss"
         The score to maximize (see :func:`sklearn.metrics.check_scoring`); None is
-        the accuracy. Computed on each fold's held-out rows, unweighted (as
-        ``LogisticRegressionCV`` without metadata routing).
+        the accuracy. Computed on each fold's held-out rows, with their
+        ``sample_weight`` where given, and, as in ``LogisticRegressionCV``, with every
+        class of y as the metric's ``labels`` (and ``classes_[1]`` as its
+        ``pos_label`` for two classes) where it takes them, so a fold whose held-out
+        rows miss a class is scored.
     refit : bool, default=True
         Whether to refit on all the data with the best C and ``l1_ratio``. If False,
         ``C_`` and ``l1_ratio_`` are the means of each fold's best, and ``coef_`` and
@@ -166,7 +171,7 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
         y : array-like of shape (n_samples,)
             Class labels; at least two distinct classes.
         sample_weight : array-like of shape (n_samples,), default=None
-            Weights of the samples in every fit (not in the scores).
+            Weights of the samples in every fit and in the held-out scores.
 
         Returns
         -------
@@ -194,6 +199,13 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
             sample_weight, y.shape[0], np.float64, require_positive_sum=True)
         Cs = _check_cs(self.Cs)
         l1_ratios = _check_l1_ratios(self.l1_ratios)
+        if self.solver in ("lbfgs", "newton-cg", "sag") and (l1_ratios > 0).any() and (
+                np.isfinite(Cs).any()):
+            raise ValueError(
+                f"solver={self.solver!r} fits only the L2 penalty, but l1_ratios holds "
+                f"{l1_ratios[l1_ratios > 0].tolist()}: use solver='owl-qn' (or 'auto', which "
+                "picks it) for the L1 and elastic-net penalties."
+            )
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
         for i, (train, _) in enumerate(folds):
             missing = np.setdiff1d(classes, y[train])
@@ -203,7 +215,7 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
                     f"{missing.tolist()}: every fold's model must know every class. Use "
                     "fewer folds, or stratified ones (cv=None or an int does that)."
                 )
-        scorer = self._scorer()
+        scorer = _with_labels(self._scorer(), classes)
         tasks = [(f, r) for f in range(len(folds)) for r in range(len(l1_ratios))]
         threads = KernelThreads(self.n_jobs).limit
         workers = max(1, min(len(tasks), threads))
@@ -214,11 +226,12 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
             model = self._estimator(Cs[order[0]], l1_ratios[ratio], max(1, threads // workers),
                                     max(0, self.verbose - 1))
             weights = sample_weight[train] if sample_weight.size else None
+            score_params = {"sample_weight": sample_weight[test]} if sample_weight.size else {}
             X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
             results = [None] * len(Cs)
             for index in order:
                 model.set_params(C=Cs[index]).fit(X_train, y_train, sample_weight=weights)
-                score = scorer(model, X_test, y_test)
+                score = scorer(model, X_test, y_test, **score_params)
                 results[index] = (_dof(model), score, int(model.n_iter_[0]))
                 if self.verbose > 0:
                     print(f"[SoftmaxRegressorCV] fold {fold}, l1_ratio={l1_ratios[ratio]:g}, "
@@ -249,7 +262,8 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
             # From zero coefficients (not, as LogisticRegressionCV, from the mean of the
             # folds' models): the model is then SoftmaxRegressor's at (C_, l1_ratio_),
             # whatever the folds, and the same for weighted rows as for repeated ones.
-            model = self._estimator(self.C_, self.l1_ratio_, self.n_jobs, self.verbose)
+            model = self._estimator(self.C_, self.l1_ratio_, self.n_jobs,
+                                    max(0, self.verbose - 1))
             model.set_params(warm_start=False)
             model.fit(X, y, sample_weight=sample_weight if sample_weight.size else None)
             self.coef_, self.intercept_ = model.coef_, model.intercept_
@@ -288,6 +302,23 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
         if sample_weight is None:
             return scorer(self, X, y)
         return scorer(self, X, y, sample_weight=sample_weight)
+
+
+def _with_labels(scorer, classes):
+    """``scorer`` with ``labels=classes`` (and, for two classes, ``pos_label=classes[1]``)
+    where its metric takes them, as ``LogisticRegressionCV`` scores its folds: the
+    held-out rows of a fold may miss a class."""
+    if not hasattr(scorer, "_score_func"):
+        return scorer
+    parameters = inspect.signature(scorer._score_func).parameters
+    if "labels" not in parameters:
+        return scorer
+    extra = {"pos_label": classes[-1]} if len(classes) == 2 and "pos_label" in parameters else {}
+    return make_scorer(
+        scorer._score_func, greater_is_better=scorer._sign == 1,
+        response_method=scorer._response_method, labels=classes,
+        **{**getattr(scorer, "_kwargs", {}), **extra},
+    )
 
 
 def _dof(model):

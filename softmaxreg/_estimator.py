@@ -153,7 +153,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         coefficients to exactly 0: feature selection), in between their mix (see
         the objective above). With more than two classes, every class's
         coefficients are penalized, and with ``l1_ratio > 0`` they are no longer
-        centred over the classes. Ignored, with a warning, when ``C=np.inf``.
+        centred over the classes. Ignored, with a warning, when ``C=np.inf``. On raw,
+        unscaled features the L1 solver takes more iterations than the L2 ones: raise
+        ``max_iter`` where the default 100 stops it with a ConvergenceWarning.
 
     Attributes
     ----------
@@ -166,7 +168,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         per class, centred over the classes, as the optimum's are (for ``C=np.inf``,
         the smallest of the equivalent solutions), where ``l1_ratio=0``. With
         ``l1_ratio > 0``, with exact zeros; :meth:`sparsify` turns it into a SciPy
-        CSR array (and :meth:`densify` back), which predictions accept.
+        CSR matrix (and :meth:`densify` back), which predictions accept.
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts, in the dtype of X. With more than two classes, centred to sum
         to zero (softmax is unchanged by a shift). Zero when ``fit_intercept=False``.

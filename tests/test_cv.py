@@ -173,3 +173,48 @@ def test_the_paths_run_from_the_strongest_penalty_warm_started():
     cold = [SoftmaxRegressor(C=C, tol=1e-8, max_iter=1000).fit(X[train], y[train]).n_iter_[0]
             for C in (1.0, 100.0) for train, _ in StratifiedKFold(3).split(X, y)]
     assert clf.n_iter_[:, 0, [2, 0]].sum() < sum(cold)
+
+
+def test_a_class_missing_from_held_out_rows_is_scored_as_logistic_regression_cv_does():
+    X, y = load_iris(return_X_y=True)
+    y = y.copy()
+    y[:3] = 3  # a class of 3 rows: some folds hold none of it out
+    Cs = [0.1, 1.0, 10.0]
+    ours = SoftmaxRegressorCV(Cs=Cs, cv=5, tol=1e-10, max_iter=10_000).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = LogisticRegressionCV(Cs=Cs, cv=5, scoring="neg_log_loss", tol=1e-10,
+                                      max_iter=100_000, l1_ratios=(0.0,),
+                                      use_legacy_attributes=False).fit(X, y)
+    assert np.isfinite(ours.scores_).all()
+    assert_allclose(ours.scores_, theirs.scores_, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("scoring", ["f1", "neg_brier_score", "roc_auc"])
+def test_binary_string_labels_with_a_positive_class_metric(scoring):
+    X, y = load_iris(return_X_y=True)
+    labels = np.where(y == 2, "virginica", "other")
+    clf = SoftmaxRegressorCV(Cs=3, cv=3, scoring=scoring).fit(X, labels)
+    assert np.isfinite(clf.scores_).all()
+
+
+def test_sample_weight_weighs_the_scores_as_logistic_regression_cv():
+    X, y = wine()
+    weights = np.random.default_rng(0).uniform(0.1, 3.0, size=y.shape[0])
+    Cs = [0.01, 0.1, 1.0]
+    ours = SoftmaxRegressorCV(Cs=Cs, cv=3, tol=1e-10, max_iter=10_000).fit(
+        X, y, sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = LogisticRegressionCV(Cs=Cs, cv=3, scoring="neg_log_loss", tol=1e-10,
+                                      max_iter=100_000, l1_ratios=(0.0,),
+                                      use_legacy_attributes=False).fit(
+            X, y, sample_weight=weights)
+    assert_allclose(ours.scores_, theirs.scores_, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "newton-cg", "sag"])
+def test_a_smooth_solver_with_l1_ratios_fails_before_fitting(solver):
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match=f"solver='{solver}'.*'owl-qn'"):
+        SoftmaxRegressorCV(solver=solver, l1_ratios=(0.0, 1.0)).fit(X, y)
