@@ -18,7 +18,8 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._estimator import SoftmaxRegressor, _check_targets
+from ._estimator import SoftmaxRegressor
+from ._fit_data import check_targets
 from ._threads import KernelThreads
 from ._validation import check_sample_weight
 
@@ -159,6 +160,15 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
             class_weight=self.class_weight, n_jobs=n_jobs, verbose=verbose,
         )
 
+    @property
+    def partial_fit(self):
+        """Not available: a cross-validated choice of C needs the whole data set (as for
+        ``LogisticRegressionCV``). Stream with ``SoftmaxRegressor(C=...).partial_fit``."""
+        raise AttributeError(
+            "SoftmaxRegressorCV has no partial_fit: cross-validation needs the whole data "
+            "set. Use SoftmaxRegressor(C=...).partial_fit, with C chosen on a sample."
+        )
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the paths on every fold, choose C and ``l1_ratio``, and refit.
@@ -189,7 +199,7 @@ class SoftmaxRegressorCV(SoftmaxRegressor):
                 self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
                 y_numeric=False,
             )
-        classes = _check_targets(y)
+        classes = check_targets(y)
         if classes.shape[0] < 2:
             raise ValueError(
                 "SoftmaxRegressorCV needs samples of at least 2 classes in the data, "

@@ -11,11 +11,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import SparseCoefMixin
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dispatch import kernels as _kernels
+from ._fit_data import (
+    FitData, canonical, check_positive_classes, check_targets, check_two_classes,
+    class_weights, is_dask_array, labels_of, stored_columns,
+)
 from ._objective import LinearSoftmaxObjective
+from ._partial_fit import ProximalObjective, StreamState, fingerprint
 from ._penalty import CompositeObjective, l1_penalty
 from ._preconditioning import StandardizedObjective, column_moments
 from ._rows import CsrRows, rows_of
@@ -275,6 +279,165 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             values, if y has a single class, if the lengths differ, or if a
             parameter is out of range.
         """
+        self.__dict__.pop("_stream", None)  # a fit ends any partial_fit stream
+        if is_dask_array(X):
+            from ._dask_data import prepare_dask_fit  # Dask only where a Dask array arrives
+
+            data = prepare_dask_fit(self, X, y, sample_weight)
+        else:
+            data = self._prepare_fit(X, y, sample_weight)
+        return self._fit_prepared(data)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Update the model with one chunk of a data set (out-of-core or streaming fits).
+
+        Calls over the chunks of a data set, repeated for a few passes, converge to the
+        model that :meth:`fit` gives on the whole data set: each call solves the
+        chunk's part of the objective plus a proximal term that keeps the model near
+        the previous one, with a weight that grows with the samples seen (the
+        incremental proximal method: Bertsekas, Math. Program. 129, 2011; see
+        ``softmaxreg/_partial_fit.py`` for the algorithm and why). The penalty is
+        scaled for the samples seen: those of the distinct chunks so far (a chunk
+        seen again, with the same rows, labels and weights, counts once), so the model
+        after one pass is about ``fit``'s on the chunks seen, with its ``C``. The
+        model is multinomial, with every class in every call (unlike the one-vs-rest
+        ``SGDClassifier.partial_fit``); a chunk may hold any subset of the classes.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or dask.array.Array
+            One chunk of rows (finite, float32 or float64 kept, sparse used as CSR).
+            A Dask array is one pass over its chunks, in order: each chunk is
+            computed and passed to ``partial_fit`` in turn.
+        y : array-like of shape (n_samples,)
+            Labels, each one of ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the whole data set: required on the first call (at least
+            2), and, where given later, the same as then (as in ``SGDClassifier``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the chunk's samples; None gives each weight 1.
+
+        Returns
+        -------
+        self : SoftmaxRegressor
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is missing on the first call or differs from the first
+            call's, if y holds a label that is not in ``classes``, if the number of
+            features changes, for ``class_weight="balanced"`` (the class frequencies
+            of a stream are unknown), and for the input errors of :meth:`fit`.
+
+        Notes
+        -----
+        Each call runs ``solver``, with ``"auto"`` (and ``"sag"``, whose loop cannot
+        take the proximal term) as newton-cg from the previous model, or owl-qn where
+        ``l1_ratio > 0``; ``tol`` and ``max_iter`` apply to each call's problem.
+        """
+        if is_dask_array(X):
+            return self._partial_fit_dask(X, y, classes, sample_weight)
+        return self._partial_fit(X, y, classes, sample_weight)
+
+    def _partial_fit_dask(self, X, y, classes, sample_weight):
+        """One pass of ``partial_fit`` over the chunks of a Dask array, in order."""
+        from ._dask_data import blocks_of
+
+        for x, y_block, w_block in blocks_of(X, y, sample_weight):
+            self._partial_fit(x, y_block, classes, w_block)
+            classes = None
+        return self
+
+    def _first_partial_fit_call(self, classes):
+        """Whether this call starts a stream (``classes`` given, the model has none yet);
+        sets ``classes_`` then. Errors as ``SGDClassifier.partial_fit`` raises them."""
+        if classes is None:
+            if not hasattr(self, "classes_"):
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            return False
+        classes = check_targets(np.asarray(classes))
+        if hasattr(self, "classes_"):
+            if not np.array_equal(self.classes_, classes):
+                raise ValueError(
+                    f"classes={classes.tolist()} is not the same as on the first call to "
+                    f"partial_fit, {self.classes_.tolist()}."
+                )
+            return False
+        self.classes_ = classes
+        return True
+
+    def _partial_fit(self, X, y, classes, sample_weight):
+        first = self._first_partial_fit_call(classes)
+        if first or not hasattr(self, "_stream"):
+            self._stream = StreamState()
+            self.n_samples_seen_ = 0
+        if first:
+            self.__dict__.pop("coef_", None)
+            self.__dict__.pop("intercept_", None)
+        if self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit: the class "
+                "frequencies of the whole data set are not known from one chunk. Pass them "
+                "as a dict, class_weight={label: weight}, or use fit."
+            )
+        with np.errstate(over="ignore", invalid="ignore"):  # as in fit
+            X, y = validate_data(
+                self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
+                reset=first,
+            )
+        X = canonical(X)
+        classes = self.classes_
+        check_two_classes(classes)
+        unseen = np.setdiff1d(check_targets(y), classes)
+        if unseen.size:
+            raise ValueError(
+                f"y has labels {unseen.tolist()} that are not in classes "
+                f"{classes.tolist()} (given on the first call to partial_fit)."
+            )
+        labels = labels_of(y, classes)
+        raw = check_sample_weight(sample_weight, labels.shape[0], np.float64,
+                                  require_positive_sum=False)
+        if self.class_weight is not None:
+            raw = (raw if raw.size else 1.0) * class_weights(self.class_weight, classes, None)[labels]
+        weight = float(raw.sum()) if raw.size else float(labels.shape[0])
+        self.n_samples_seen_ += labels.shape[0]
+        if not weight > 0:
+            return self  # a chunk of weight 0 changes nothing
+        weight_before = self._stream.weight_seen
+        sw, _ = normalize_weights(raw, 1.0)
+        sw = sw.astype(X.dtype)
+        n_threads = KernelThreads(self.n_jobs)
+        with fitting(n_threads):
+            moments = column_moments(X, sw, n_threads)
+        self._stream.add(fingerprint(X, labels, raw), weight, moments)
+        # The chunk's part of the objective: its loss, and the penalty scaled for the
+        # weight of the data seen (C S / S_c in place of C).
+        C = float(self.C) * (self._stream.data_weight / weight)
+        sw, C = self._weights_and_c(sample_weight, classes, labels, C=C, streaming=True)
+        sw = sw.astype(X.dtype)
+        mean, std, _ = self._stream.moments
+        magnitude = moments[2]
+        X_fit, column_exponents = scale_extreme_columns(X, magnitude)
+        if column_exponents is not None:
+            mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
+        data = FitData(
+            rows=X_fit, labels=labels, sample_weight=sw,
+            weight_sum=float(sw.sum()) if sw.size else float(X.shape[0]),
+            classes=classes, C=C, mean=mean, std=std, magnitude=magnitude,
+            column_exponents=column_exponents, stored=None, n_features=X.shape[1],
+            dtype=X.dtype,
+            description=f"partial_fit chunk {X.shape[0]} x {X.shape[1]} {X.dtype.name}",
+        )
+        start = None
+        if hasattr(self, "coef_") and self.coef_.shape[1] == X.shape[1]:
+            start = (self.coef_, self.intercept_)
+        curvature = 0.25 if classes.shape[0] == 2 else 1.0 / classes.shape[0]
+        return self._fit_prepared(data, start=start,
+                                  proximal=curvature * weight_before / weight)
+
+    def _prepare_fit(self, X, y, sample_weight):
+        """The ``FitData`` of in-memory X (validated as the class docstring says)."""
         # scikit-learn's finiteness check sums X first: values near the dtype's end
         # overflow that sum (harmlessly: it then checks element by element).
         with np.errstate(over="ignore", invalid="ignore"):
@@ -282,56 +445,92 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
                 self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
                 y_numeric=False,
             )
-        X = _canonical(X)
-        classes = _check_targets(y)
-        labels = _labels(y, classes)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                "SoftmaxRegressor needs samples of at least 2 classes in the data, "
-                f"but the data contain only one class: {classes[0]!r}."
-            )
-        l1_ratio = self._check_l1_ratio()
-        n_threads = KernelThreads(self.n_jobs)
+        X = canonical(X)
+        classes = check_targets(y)
+        check_two_classes(classes)
+        labels = labels_of(y, classes)
         sw, C = self._weights_and_c(sample_weight, classes, labels)
         sw = sw.astype(X.dtype)  # at most 1: X's dtype holds them
+        n_threads = KernelThreads(self.n_jobs)
         with fitting(n_threads):
             mean, std, magnitude = column_moments(X, sw, n_threads)
-            X_fit, column_exponents = scale_extreme_columns(X, magnitude)
-            if column_exponents is not None:  # the moments of the scaled copy, exactly
-                mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
-            stored = _stored_columns(X, magnitude)
-            if stored is not None:
-                # Only the columns with a non-zero entry (on a row of positive weight) are
-                # fitted: the others' coefficients are 0 at the optimum, and they would
-                # cost the solvers d x k of work and memory for nothing on hashed or
-                # one-hot data. X is read through a column map, not copied.
-                X_fit = CsrRows(X_fit, stored)
-                mean, std = mean[stored], std[stored]
-                if column_exponents is not None:
-                    column_exponents = column_exponents[stored]
+        X_fit, column_exponents = scale_extreme_columns(X, magnitude)
+        if column_exponents is not None:  # the moments of the scaled copy, exactly
+            mean, std = np.ldexp(mean, -column_exponents), np.ldexp(std, -column_exponents)
+        stored = stored_columns(sp.issparse(X), magnitude)
+        if stored is not None:
+            # Only the columns with a non-zero entry (on a row of positive weight) are
+            # fitted: the others' coefficients are 0 at the optimum, and they would
+            # cost the solvers d x k of work and memory for nothing on hashed or
+            # one-hot data. X is read through a column map, not copied.
+            X_fit = CsrRows(X_fit, stored)
+            mean, std = mean[stored], std[stored]
+            if column_exponents is not None:
+                column_exponents = column_exponents[stored]
+        description = (
+            f"{X.shape[0]} x {X.shape[1]} {X.dtype.name}"
+            f"{f' (sparse, {X.nnz} entries)' if sp.issparse(X) else ''}"
+            f"{f' ({len(stored)} columns with entries fitted)' if stored is not None else ''}"
+        )
+        return FitData(
+            rows=X_fit, labels=labels, sample_weight=sw,
+            weight_sum=float(sw.sum()) if sw.size else float(X.shape[0]),
+            classes=classes, C=C, mean=mean, std=std, magnitude=magnitude,
+            column_exponents=column_exponents,
+            stored=stored, n_features=X.shape[1], dtype=X.dtype, description=description,
+        )
+
+    def _fit_prepared(self, data, start=None, proximal=0.0):
+        """Fit the model to prepared data (``_fit_data.FitData``): the objective, its
+        standardized coordinates, the penalty, the solver, and the model back.
+
+        ``start``: a model ``(coef, intercept)`` to start from (``partial_fit``), instead
+        of zeros or the warm start; ``proximal``: with ``start``, the strength of a
+        proximal term ``proximal / 2 ||theta - theta_start||^2`` added to the objective
+        in the solvers' coordinates (``_partial_fit.ProximalObjective``)."""
+        classes, stored, column_exponents = data.classes, data.stored, data.column_exponents
+        l1_ratio = self._check_l1_ratio()
+        n_threads = KernelThreads(self.n_jobs)
+        with fitting(n_threads):
             objective = LinearSoftmaxObjective(
-                X_fit,
-                labels,
+                data.rows,
+                data.labels,
                 classes.shape[0],
-                sw,
-                C=C,
+                data.sample_weight,
+                C=data.C,
                 fit_intercept=self.fit_intercept,
                 n_threads=n_threads,
                 feature_exponents=column_exponents,
                 l1_ratio=l1_ratio,
+                weight_sum=data.weight_sum,
             )
             standardized = StandardizedObjective(
-                objective, n_threads, (mean, std, None), centred=l1_ratio == 0)
+                objective, n_threads, (data.mean, data.std, None), centred=l1_ratio == 0)
             solver = self.solver
-            problem = standardized
+            smooth = standardized
+            if start is not None and solver == "sag":
+                solver = "auto"  # SAG's loop has no proximal term; the optimum is the same
+            if start is not None:
+                w0 = _start_point(standardized, column_exponents, stored, *start)
+                if w0 is None:
+                    w0 = np.zeros(objective.n_params)
+                if proximal > 0:
+                    smooth = ProximalObjective(standardized, w0, proximal)
+            problem = smooth
             if solver == "owl-qn" or l1_ratio > 0:
                 # The smooth part and the L1 term (``_penalty``): OWL-QN's objective.
-                problem = CompositeObjective(standardized, l1_penalty(standardized))
-            w0 = self._warm_start_point(problem, standardized, column_exponents, X.shape[1],
-                                        stored)
+                problem = CompositeObjective(smooth, l1_penalty(standardized))
+            if start is None:
+                w0 = self._warm_start_point(problem, standardized, column_exponents,
+                                            data.n_features, stored)
             warm = w0 is not None
             if solver == "auto":
                 solver = "owl-qn" if l1_ratio > 0 else _auto_solver(warm, objective)
+            if solver == "sag" and not objective.rows.in_memory:
+                raise ValueError(
+                    "solver='sag' runs serially over the rows of in-memory X; for Dask "
+                    "arrays use 'auto', 'lbfgs', 'newton-cg' or 'owl-qn'."
+                )
             if solver == "sag" and penalty_curvature(objective) is None:
                 raise ValueError(
                     "solver='sag' needs one finite penalty 1 / (C sum(sample_weight)) for "
@@ -339,16 +538,15 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
                     + ("C is so small that the penalty lies beyond the float64 range"
                        if column_exponents is None else
                        "some columns of X have values of extreme magnitude (beyond about "
-                       f"{np.finfo(X.dtype).max / 4 / X.shape[0]:.1e} or below 1e-276), which "
-                       "the solvers rescale, giving those features their own penalty")
+                       f"{np.finfo(data.dtype).max / 4 / objective.rows.shape[0]:.1e} or "
+                       "below 1e-276), which the solvers rescale, giving those features "
+                       "their own penalty")
                     + ". Use solver='auto', or rescale those columns."
                 )
             if self.verbose > 0:
                 start = time.perf_counter()
                 print(
-                    f"[SoftmaxRegressor] {X.shape[0]} x {X.shape[1]} {X.dtype.name}"
-                    f"{f' (sparse, {X.nnz} entries)' if sp.issparse(X) else ''}"
-                    f"{f' ({len(stored)} columns with entries fitted)' if stored is not None else ''}, "
+                    f"[SoftmaxRegressor] {data.description}, "
                     f"{classes.shape[0]} classes, C={self.C:g}; solver {solver}"
                     f"{' (warm start)' if warm else ''}, tol={self.tol:g}, "
                     f"max_iter={self.max_iter}; up to {n_threads.limit} OpenMP thread(s)"
@@ -372,7 +570,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             )
         if not result.converged:
             _warn_not_converged(
-                solver, result, self.max_iter, self.tol, X.dtype, classes.shape[0],
+                solver, result, self.max_iter, self.tol, data.dtype, classes.shape[0],
                 unpenalized=self.C == np.inf,
             )
         coef, intercept = objective.unpack(standardized.to_model(result.w))
@@ -388,18 +586,18 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         with np.errstate(over="ignore"):
             if column_exponents is not None:
                 coef = np.ldexp(coef, -column_exponents)
-            coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
+            coef, intercept = coef.astype(data.dtype), intercept.astype(data.dtype)
         if stored is not None:
-            full = np.zeros((coef.shape[0], X.shape[1]), dtype=coef.dtype)
+            full = np.zeros((coef.shape[0], data.n_features), dtype=coef.dtype)
             full[:, stored] = coef
             coef = full
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
             columns = ~np.isfinite(coef).all(axis=0)
             raise ValueError(
                 f"The model's coefficients of {np.count_nonzero(columns)} features of X lie "
-                f"beyond the range of {X.dtype.name} (those features' largest magnitude: "
-                f"{magnitude[columns].min() if columns.any() else np.nan:.3g}): use a "
-                f"smaller C{', float64 X' if X.dtype == np.float32 else ''}, or those "
+                f"beyond the range of {data.dtype.name} (those features' largest magnitude: "
+                f"{data.magnitude[columns].min() if columns.any() else np.nan:.3g}): use a "
+                f"smaller C{', float64 X' if data.dtype == np.float32 else ''}, or those "
                 "features scaled up."
             )
         self.classes_ = classes
@@ -408,28 +606,21 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
 
-    def _weights_and_c(self, sample_weight, classes, labels):
+    def _weights_and_c(self, sample_weight, classes, labels, C=None, streaming=False):
         """The sample weights times the class weights, scaled by powers of two to at most
-        1 (float64; empty for unit weights), and C scaled the other way."""
+        1 (float64; empty for unit weights), and C (``self.C`` where None) scaled the other
+        way. ``streaming``: a chunk of ``partial_fit``, which may hold a single class."""
         sw = check_sample_weight(
             sample_weight, labels.shape[0], np.float64, require_positive_sum=True
         )
-        sw, C = normalize_weights(sw, float(self.C))
+        sw, C = normalize_weights(sw, float(self.C if C is None else C))
         if self.class_weight is not None:
-            weights, C = normalize_weights(
-                _class_weights(self.class_weight, classes, labels, sw), C
-            )
+            counts = np.bincount(labels, weights=sw if sw.size else None,
+                                 minlength=classes.shape[0])
+            weights, C = normalize_weights(class_weights(self.class_weight, classes, counts), C)
             sw = (sw if sw.size else 1.0) * weights[labels]
-            if not (sw > 0).any():
-                raise ValueError(
-                    "class_weight and sample_weight together give every sample weight 0: "
-                    "there is nothing to fit."
-                )
-        if sw.size and np.unique(labels[sw > 0]).shape[0] < 2:
-            raise ValueError(
-                "The weights leave samples of a single class (every other class has "
-                "weight 0): SoftmaxRegressor needs at least 2 classes of positive weight."
-            )
+        if sw.size and not streaming:
+            check_positive_classes(np.bincount(labels[sw > 0], minlength=classes.shape[0]) > 0)
         return sw, C
 
     def _check_l1_ratio(self):
@@ -464,13 +655,8 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             and self.coef_.shape == (objective.n_columns, n_features)
         ):
             return None
-        coef = _dense(self.coef_).astype(np.float64)
-        if stored is not None:
-            coef = coef[:, stored]
-        if column_exponents is not None:
-            coef = np.ldexp(coef, column_exponents)
-        w = standardized.centre(standardized.to_solver(objective.pack(coef, self.intercept_)))
-        if not np.isfinite(w).all():
+        w = _start_point(standardized, column_exponents, stored, self.coef_, self.intercept_)
+        if w is None:
             return None
         value = problem.loss_gradient(w)[0]
         if problem is not standardized:
@@ -540,6 +726,8 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             Where a score lies beyond the range of the dtype (X far beyond any
             training data); :meth:`predict` and :meth:`predict_proba` still work there.
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "decision_function")
         logits, scaled = self._logits(X)
         if scaled is not None:
             raise self._too_large("the decision function", int(scaled[0].sum()))
@@ -558,6 +746,8 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "predict")
         logits, _ = self._class_logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
 
@@ -575,6 +765,8 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             Rows sum to 1; columns follow ``classes_``; dtype of ``coef_``. With two
             classes, ``[1 - p, p]`` with ``p = sigmoid(decision_function(X))``.
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "predict_proba")
         return self._softmax(*self._class_logits(X), log=False)
 
     def predict_log_proba(self, X):
@@ -596,7 +788,16 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             Where a log-probability lies below the range of the dtype (X far beyond
             any training data).
         """
+        if is_dask_array(X):
+            return self._map_dask(X, "predict_log_proba")
         return self._softmax(*self._class_logits(X), log=True)
+
+    def _map_dask(self, X, method):
+        """``method`` of a Dask array X: a Dask array, computed lazily chunk by chunk."""
+        check_is_fitted(self)
+        from ._dask_data import map_prediction
+
+        return map_prediction(self, X, method)
 
     def _softmax(self, logits, scaled, log):
         """softmax or log_softmax of the logits from ``_class_logits``, in coef_'s dtype."""
@@ -619,56 +820,22 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         return tags
 
 
+def _start_point(standardized, column_exponents, stored, coef, intercept):
+    """A model ``(coef, intercept)`` in the solvers' coordinates (None where not finite
+    there); ``stored``: the columns fitted (None: all)."""
+    objective = standardized.objective
+    coef = _dense(coef).astype(np.float64)
+    if stored is not None:
+        coef = coef[:, stored]
+    if column_exponents is not None:
+        coef = np.ldexp(coef, column_exponents)
+    w = standardized.centre(standardized.to_solver(objective.pack(coef, intercept)))
+    return w if np.isfinite(w).all() else None
+
+
 def _dense(coef):
     """``coef_`` as an ndarray (after :meth:`~SoftmaxRegressor.sparsify`, it is sparse)."""
     return coef.toarray() if sp.issparse(coef) else coef
-
-
-def _canonical(X):
-    """X, or for a CSR matrix with duplicate entries, a copy with them summed (the one
-    copy sparse X may get: the column moments count entries, not their sums)."""
-    if sp.issparse(X) and not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
-
-
-def _stored_columns(X, magnitude):
-    """For sparse X with columns that hold no non-zero value on a row of positive weight,
-    the sorted indices of the others (at least one, so that the model keeps a column);
-    None for dense X or where every column holds one."""
-    if not sp.issparse(X):
-        return None
-    stored = np.flatnonzero(magnitude > 0)
-    if stored.shape[0] == X.shape[1]:
-        return None
-    return stored if stored.shape[0] else np.zeros(1, dtype=np.intp)
-
-
-def _check_targets(y):
-    """``np.unique(y)``, after scikit-learn's check that y holds classes.
-
-    For integer and boolean y there is nothing to check, and for float y only that
-    every class is a whole number, which ``np.unique`` tells at a fraction of the cost of
-    ``check_classification_targets`` (1 ms on 16,000 labels, a tenth of a small fit);
-    other dtypes go through scikit-learn's check.
-    """
-    if y.dtype.kind not in "biuf":
-        check_classification_targets(y)
-        return np.unique(y)
-    classes = np.unique(y)
-    if y.dtype.kind == "f" and not np.array_equal(classes, np.floor(classes)):
-        check_classification_targets(y)  # raises scikit-learn's "Unknown label type" error
-    return classes
-
-
-def _labels(y, classes):
-    """The index of each label in ``classes``, as intp (y itself where it already is)."""
-    n_classes = classes.shape[0]
-    if y.dtype.kind in "iu" and classes[0] == 0 and classes[-1] == n_classes - 1:
-        return y.astype(np.intp, copy=False)
-    # Not np.unique(..., return_inverse=True): its temporaries are 5 arrays of n.
-    return np.searchsorted(classes, y)
 
 
 def _auto_solver(warm, objective):
@@ -715,21 +882,3 @@ def _warn_not_converged(solver, result, max_iter, tol, dtype, n_classes, unpenal
     )
 
 
-def _class_weights(class_weight, classes, labels, sample_weight):
-    """Weight of each class (aligned with ``classes``), as ``LogisticRegression`` computes it."""
-    if isinstance(class_weight, str):  # "balanced", with weighted counts
-        sw = sample_weight if sample_weight.size else None
-        counts = np.bincount(labels, weights=sw, minlength=classes.shape[0])
-        with np.errstate(divide="ignore"):
-            weights = counts.sum() / (classes.shape[0] * counts)
-        return np.where(counts > 0, weights, 0.0)
-    unknown = [key for key in class_weight if not np.isin(key, classes).any()]
-    if unknown:
-        raise ValueError(
-            f"class_weight has keys {unknown} that are not classes of y; the classes are "
-            f"{classes.tolist()}."
-        )
-    weights = np.array([class_weight.get(c, 1.0) for c in classes.tolist()], dtype=np.float64)
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError("class_weight values must be finite and non-negative.")
-    return weights

@@ -86,14 +86,18 @@ class LinearSoftmaxObjective:
         The elastic-net mixing ``r`` in [0, 1]: the L2 term is ``(1 - r)`` times the
         above, and ``l1_strength`` gives the L1 term's weight ``r / (C S)`` per feature
         (0 for ``C = inf``).
+    weight_sum : float, default=None
+        S, the sum of the weights; None computes it from ``sample_weight``. Given where
+        the rows hold their labels and weights (``_dask_rows.DaskRows``, whose
+        ``labels`` and ``sample_weight`` are then None).
     """
 
     def __init__(
         self, X, labels, n_classes, sample_weight, *, C, fit_intercept, n_threads,
-        feature_exponents=None, l1_ratio=0.0,
+        feature_exponents=None, l1_ratio=0.0, weight_sum=None,
     ):
         self.rows = rows_of(X)
-        self.X = X = self.rows.X
+        self.X = self.rows.X
         self.labels = labels
         self.sample_weight = sample_weight
         self.n_classes = n_classes
@@ -109,8 +113,10 @@ class LinearSoftmaxObjective:
         #: W = 0: p (1 - p) = 1/4 for the binary model, about 1/k for k classes.
         self.curvature_at_zero = 0.25 if n_classes == 2 else 1.0 / n_classes
         #: Relative rounding of the objective's value: the kernels run in X's dtype.
-        self.value_resolution = 64 * float(np.finfo(X.dtype).eps)
-        weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
+        self.dtype = dtype = self.rows.dtype
+        self.value_resolution = 64 * float(np.finfo(dtype).eps)
+        if weight_sum is None:
+            weight_sum = float(sample_weight.sum()) if sample_weight.size else float(n_samples)
         #: sqrt(l2), with l2 = 1 / (C S) the penalty's curvature; 0 for C = inf. Finite
         #: and positive for every C > 0, where l2 itself may leave the float64 range
         #: (C = 1e307 over tiny features, whose coefficients are ~1e300): the penalty is
@@ -140,8 +146,8 @@ class LinearSoftmaxObjective:
         self.n_params = self.n_coef + (self.n_columns if fit_intercept else 0)
         # Buffers reused by every evaluation, in the dtype of X: O(d k), never O(n).
         # Columns outside _columns stay 0.
-        self._coef_t = np.zeros((n_features, n_classes), dtype=X.dtype)
-        self._intercept = np.zeros(n_classes, dtype=X.dtype)
+        self._coef_t = np.zeros((n_features, n_classes), dtype=dtype)
+        self._intercept = np.zeros(n_classes, dtype=dtype)
         self._direction_coef_t = np.zeros_like(self._coef_t)
         self._direction_intercept = np.zeros_like(self._intercept)
         self._out_coef_t = np.empty_like(self._coef_t)
@@ -161,8 +167,8 @@ class LinearSoftmaxObjective:
         # The rows' probabilities for Hessian products (allocated at the first product,
         # where small enough), and the point they are of (NaN: none yet).
         self._proba = None
-        padded = self._kernels.padded_classes(n_classes, X.dtype.name)
-        self._proba_bytes = n_samples * padded * np.dtype(X.dtype).itemsize
+        padded = self._kernels.padded_classes(n_classes, dtype.name)
+        self._proba_bytes = n_samples * padded * np.dtype(dtype).itemsize
         self._proba_shape = (n_samples, padded)
 
     def pack(self, coef, intercept):
@@ -213,7 +219,7 @@ class LinearSoftmaxObjective:
         n_threads = self.n_threads(self._work)
         if (self._proba is None and self.rows.keeps_probabilities
                 and self._proba_bytes <= max(_PROBA_CACHE_BYTES, self.rows.nbytes // 10)):
-            self._proba = np.empty(self._proba_shape, dtype=self.X.dtype)
+            self._proba = np.empty(self._proba_shape, dtype=self.dtype)
             self._proba_coef_t = np.full_like(self._coef_t, np.nan)
             self._proba_intercept = np.full_like(self._intercept, np.nan)
         if self._proba is not None:

@@ -93,6 +93,47 @@ def column_moments(X, sample_weight, n_threads):
     return mean, std, magnitude
 
 
+def merge_column_moments(parts):
+    """The column moments of stacked blocks of rows, from each block's.
+
+    The weighted mean and variance combine as ``mean = sum_b (S_b / S) mean_b`` and
+    ``var = sum_b (S_b / S) (std_b**2 + (mean_b - mean)**2)`` (Chan, Golub & LeVeque,
+    "Algorithms for computing the sample variance", 1983). Here each column is first
+    divided by a power of two at least its largest magnitude, and its deviations by one
+    at least their largest, so nothing overflows or underflows for any finite X; and
+    the means are taken relative to the first block's, so a column that is constant in
+    every block, with the same value, keeps a standard deviation of exactly 0 (as
+    :func:`column_moments` gives it).
+
+    Parameters
+    ----------
+    parts : sequence of (weight_sum, mean, std, magnitude)
+        Per block of rows: its positive weight sum (float) and its
+        :func:`column_moments` (ndarrays of shape (n_features,)). Blocks of weight 0
+        are left out by the caller. At least one.
+
+    Returns
+    -------
+    mean, std, magnitude : ndarrays of shape (n_features,), float64
+    """
+    weights = np.array([float(part[0]) for part in parts])
+    means, stds, magnitudes = (np.array([part[i] for part in parts], dtype=np.float64)
+                               for i in (1, 2, 3))
+    fractions = (weights / weights.sum())[:, None]
+    magnitude = magnitudes.max(axis=0)
+    scale = np.ldexp(1.0, np.frexp(magnitude)[1])  # a power of two >= the magnitude
+    means, stds = means / scale, stds / scale
+    deviations = means - means[0]
+    shift = (fractions * deviations).sum(axis=0)
+    mean = (means[0] + shift) * scale
+    spreads = np.abs(deviations - shift)
+    spread = np.maximum(spreads.max(axis=0), stds.max(axis=0))
+    unit = np.ldexp(1.0, np.frexp(spread)[1])  # 1 where the spread is 0
+    variance = (fractions * ((stds / unit) ** 2 + (spreads / unit) ** 2)).sum(axis=0)
+    std = np.sqrt(variance) * unit * scale
+    return mean, std, magnitude
+
+
 def _sparse_column_moments(X, sample_weight, n_threads):
     """``column_moments`` of a CSR matrix without duplicate entries: (mean, variance,
     magnitude), from the sums over its stored entries (``csr_column_sums``, one pass)

@@ -53,15 +53,54 @@ def normalize_weights(weights, C):
     return np.ldexp(weights, -exponent), max(scaled_C, float(np.finfo(np.float64).smallest_subnormal))
 
 
+def extreme_exponents(magnitude, n_samples, dtype):
+    """Which columns to scale, and by which power of two (see :func:`scale_extreme_columns`).
+
+    A column is too large when ``n_samples`` of its values could overflow a sum in
+    ``dtype`` (largest magnitude above ``finfo.max / (4 n_samples)``), and too small when
+    its products with coefficients and gradients would reach the subnormal range, where
+    bits are lost (largest magnitude below ``finfo.tiny * 2**(2 * nmant)``: about 1e-276
+    in float64, 8e-25 in float32).
+
+    Parameters
+    ----------
+    magnitude : ndarray of shape (n_features,)
+        The largest magnitude of each column (``column_moments``).
+    n_samples : int
+    dtype : numpy.float32 or numpy.float64
+
+    Returns
+    -------
+    exponents : ndarray of shape (n_features,) of int, or None
+        Column j is to be scaled by ``2**-exponents[j]`` (to magnitudes in [1/2, 1));
+        None where no column is extreme.
+    """
+    info = np.finfo(dtype)
+    high = float(info.max) / (4 * max(n_samples, 1))
+    low = float(info.tiny) * 2.0 ** (2 * info.nmant)
+    extreme = (magnitude > high) | ((magnitude < low) & (magnitude > 0))
+    if not extreme.any():
+        return None
+    return np.where(extreme, np.frexp(magnitude)[1], 0)
+
+
+def scale_columns(X, exponents):
+    """A copy of X (ndarray or CSR) with column j scaled by ``2**-exponents[j]``, in X's
+    dtype; X itself for ``exponents=None``."""
+    if exponents is None:
+        return X
+    if sp.issparse(X):
+        X = X.copy()
+        X.data = np.ldexp(X.data, -exponents[X.indices]).astype(X.dtype)
+        return X
+    return np.ldexp(X, -exponents).astype(X.dtype)
+
+
 def scale_extreme_columns(X, magnitude):
     """X, or a copy of it whose columns of extreme magnitude are scaled by powers of two.
 
-    A column is too large when ``n_samples`` of its values could overflow a sum in X's
-    dtype (largest magnitude above ``finfo.max / (4 n_samples)``), and too small when
-    its products with coefficients and gradients would reach the subnormal range,
-    where bits are lost (largest magnitude below ``finfo.tiny * 2**(2 * nmant)``: about
-    1e-276 in float64, 8e-25 in float32). Those columns are scaled to magnitudes in
-    [1/2, 1); the others are left as they are. Only then is X copied.
+    The columns of :func:`extreme_exponents` are scaled to magnitudes in [1/2, 1); the
+    others are left as they are. Only then is X copied.
 
     Parameters
     ----------
@@ -71,25 +110,15 @@ def scale_extreme_columns(X, magnitude):
 
     Returns
     -------
-    X : ndarray
-        C-contiguous, in X's dtype.
+    X : ndarray or CSR matrix
+        In X's dtype (C-contiguous where dense).
     exponents : ndarray of shape (n_features,) of int, or None
         Column j was scaled by ``2**-exponents[j]``; None when nothing was scaled. A
         coefficient fitted on the scaled column is ``coef_j * 2**-exponents[j]`` on the
         original one.
     """
-    info = np.finfo(X.dtype)
-    high = float(info.max) / (4 * max(X.shape[0], 1))
-    low = float(info.tiny) * 2.0 ** (2 * info.nmant)
-    extreme = (magnitude > high) | ((magnitude < low) & (magnitude > 0))
-    if not extreme.any():
-        return X, None
-    exponents = np.where(extreme, np.frexp(magnitude)[1], 0)
-    if sp.issparse(X):
-        X = X.copy()
-        X.data = np.ldexp(X.data, -exponents[X.indices]).astype(X.dtype)
-        return X, exponents
-    return np.ldexp(X, -exponents).astype(X.dtype), exponents
+    exponents = extreme_exponents(magnitude, X.shape[0], X.dtype)
+    return scale_columns(X, exponents), exponents
 
 
 def scaled_logits(X_rows, coef, intercept):

@@ -19,6 +19,8 @@ class DenseRows:
     #: Whether Hessian products can read the rows' probabilities computed once per point
     #: (``_kernels.linear_probabilities``).
     keeps_probabilities = True
+    #: Whether the rows are in this process's memory (the serial SAG solver needs them).
+    in_memory = True
 
     def __init__(self, X):
         self.X = X
@@ -55,6 +57,7 @@ class CsrRows:
     """
 
     keeps_probabilities = False
+    in_memory = True
 
     def __init__(self, X, columns=None):
         self.X = X
@@ -100,8 +103,9 @@ class CsrRows:
 
 def rows_of(X):
     """``CsrRows`` for a SciPy CSR matrix or array, ``DenseRows`` for an ndarray, and X
-    itself where it is one of those already."""
-    if isinstance(X, (DenseRows, CsrRows)):
+    itself where it is a storage already (these, or ``_dask_rows.DaskRows``: any object
+    with the storages' ``in_memory`` flag)."""
+    if hasattr(X, "in_memory"):
         return X
     if sp.issparse(X):
         if X.format != "csr":
