@@ -19,7 +19,7 @@ from ._fit_data import (
     class_weights, is_dask_array, labels_of, stored_columns,
 )
 from ._objective import LinearSoftmaxObjective
-from ._partial_fit import ProximalObjective, StreamState, fingerprint
+from ._partial_fit import StreamState, fingerprint
 from ._penalty import CompositeObjective, l1_penalty
 from ._preconditioning import StandardizedObjective, column_moments
 from ._rows import CsrRows, rows_of
@@ -404,18 +404,12 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         self.n_samples_seen_ += labels.shape[0]
         if not weight > 0:
             return self  # a chunk of weight 0 changes nothing
-        weight_before = self._stream.weight_seen
-        sw, _ = normalize_weights(raw, 1.0)
+        sw, C = self._weights_and_c(sample_weight, classes, labels, streaming=True)
         sw = sw.astype(X.dtype)
         n_threads = KernelThreads(self.n_jobs)
         with fitting(n_threads):
             moments = column_moments(X, sw, n_threads)
-        self._stream.add(fingerprint(X, labels, raw), weight, moments)
-        # The chunk's part of the objective: its loss, and the penalty scaled for the
-        # weight of the data seen (C S / S_c in place of C).
-        C = float(self.C) * (self._stream.data_weight / weight)
-        sw, C = self._weights_and_c(sample_weight, classes, labels, C=C, streaming=True)
-        sw = sw.astype(X.dtype)
+        self._stream.begin(fingerprint(X, labels, raw), weight, moments)
         mean, std, _ = self._stream.moments
         magnitude = moments[2]
         X_fit, column_exponents = scale_extreme_columns(X, magnitude)
@@ -428,13 +422,10 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             column_exponents=column_exponents, stored=None, n_features=X.shape[1],
             dtype=X.dtype,
             description=f"partial_fit chunk {X.shape[0]} x {X.shape[1]} {X.dtype.name}",
+            all_classes=np.unique(labels[sw > 0] if sw.size else labels).shape[0]
+            == classes.shape[0],
         )
-        start = None
-        if hasattr(self, "coef_") and self.coef_.shape[1] == X.shape[1]:
-            start = (self.coef_, self.intercept_)
-        curvature = 0.25 if classes.shape[0] == 2 else 1.0 / classes.shape[0]
-        return self._fit_prepared(data, start=start,
-                                  proximal=curvature * weight_before / weight)
+        return self._fit_prepared(data, stream=self._stream)
 
     def _prepare_fit(self, X, y, sample_weight):
         """The ``FitData`` of in-memory X (validated as the class docstring says)."""
@@ -480,14 +471,13 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             stored=stored, n_features=X.shape[1], dtype=X.dtype, description=description,
         )
 
-    def _fit_prepared(self, data, start=None, proximal=0.0):
+    def _fit_prepared(self, data, stream=None):
         """Fit the model to prepared data (``_fit_data.FitData``): the objective, its
         standardized coordinates, the penalty, the solver, and the model back.
 
-        ``start``: a model ``(coef, intercept)`` to start from (``partial_fit``), instead
-        of zeros or the warm start; ``proximal``: with ``start``, the strength of a
-        proximal term ``proximal / 2 ||theta - theta_start||^2`` added to the objective
-        in the solvers' coordinates (``_partial_fit.ProximalObjective``)."""
+        ``stream``: for ``partial_fit``, its ``_partial_fit.StreamState``, which adds the
+        other chunks' models to the objective; the solver starts from the current
+        model (where there is one)."""
         classes, stored, column_exponents = data.classes, data.stored, data.column_exponents
         l1_ratio = self._check_l1_ratio()
         n_threads = KernelThreads(self.n_jobs)
@@ -508,19 +498,20 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
                 objective, n_threads, (data.mean, data.std, None), centred=l1_ratio == 0)
             solver = self.solver
             smooth = standardized
-            if start is not None and solver == "sag":
-                solver = "auto"  # SAG's loop has no proximal term; the optimum is the same
-            if start is not None:
-                w0 = _start_point(standardized, column_exponents, stored, *start)
-                if w0 is None:
-                    w0 = np.zeros(objective.n_params)
-                if proximal > 0:
-                    smooth = ProximalObjective(standardized, w0, proximal)
+            if stream is not None:
+                if solver == "sag":
+                    solver = "auto"  # SAG's loop has no term for the other chunks' models
+                w0 = None
+                if hasattr(self, "coef_") and self.coef_.shape[1] == data.n_features:
+                    w0 = _start_point(standardized, column_exponents, stored, self.coef_,
+                                      self.intercept_)
+                smooth = stream.problem(standardized, column_exponents, w0,
+                                        all_classes=data.all_classes)
             problem = smooth
             if solver == "owl-qn" or l1_ratio > 0:
                 # The smooth part and the L1 term (``_penalty``): OWL-QN's objective.
                 problem = CompositeObjective(smooth, l1_penalty(standardized))
-            if start is None:
+            if stream is None:
                 w0 = self._warm_start_point(problem, standardized, column_exponents,
                                             data.n_features, stored)
             warm = w0 is not None
@@ -573,7 +564,10 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
                 solver, result, self.max_iter, self.tol, data.dtype, classes.shape[0],
                 unpenalized=self.C == np.inf,
             )
-        coef, intercept = objective.unpack(standardized.to_model(result.w))
+        w_model = standardized.to_model(result.w)
+        if stream is not None:
+            stream.record(standardized, result.w, w_model, column_exponents)
+        coef, intercept = objective.unpack(w_model)
         if objective.n_columns > 1:
             # softmax is unchanged by a shift common to every class: the optimum's
             # coefficients are centred (for C = inf, the smallest optimum), the solvers move

@@ -47,6 +47,9 @@ class FitData:
         float32 or float64: the dtype of X, the kernels and the model.
     description : str
         The data in a few words, for the verbose header.
+    all_classes : bool
+        Whether every class has a sample of positive weight (always, but in a chunk of
+        ``partial_fit``).
     """
 
     rows: object
@@ -63,6 +66,7 @@ class FitData:
     n_features: int
     dtype: np.dtype
     description: str
+    all_classes: bool = True
 
 
 def is_dask_array(X):

@@ -242,18 +242,32 @@ class LinearSoftmaxObjective:
             )
         return self.out_coef, self.out_intercept
 
-    def _model_gradient(self, w):
-        """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
-        penalty's gradient ``W / (C S)`` at ``w``, as a flat float64 vector."""
+    def _data_gradient(self):
+        """The kernel's output (in the buffers ``_out_*``) divided by S: the data term's
+        gradient, as a flat float64 vector."""
         grad = np.empty(self.n_params)
         grad_coef = grad[: self.n_coef].reshape(-1, self.n_columns)
         np.multiply(self._out_coef_t[:, self._columns], self.loss_scale, out=grad_coef)
-        if np.any(self.penalty_root):
-            root = self._coef_penalty_root
-            grad[: self.n_coef] += root * (root * w[: self.n_coef])
         if self.fit_intercept:
             np.multiply(self._out_intercept[self._columns], self.loss_scale, out=grad[self.n_coef :])
         return grad
+
+    def _model_gradient(self, w):
+        """The kernel's output (in the buffers ``_out_*``) divided by S, plus the
+        penalty's gradient ``W / (C S)`` at ``w``, as a flat float64 vector."""
+        grad = self._data_gradient()
+        if np.any(self.penalty_root):
+            root = self._coef_penalty_root
+            grad[: self.n_coef] += root * (root * w[: self.n_coef])
+        return grad
+
+    def data_gradient(self, w):
+        """The gradient of the data term ``(1/S) sum_i s_i CE_i`` alone at ``w`` (float64),
+        without the penalty's (``partial_fit`` keeps it for its model of a chunk)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._set(w, self._coef_t, self._intercept)
+        self.data_loss_gradient()
+        return self._data_gradient()
 
     def loss_gradient(self, w):
         """Objective value and gradient at ``w``, both float64.

@@ -287,6 +287,18 @@ class StandardizedObjective:
         out[:n_coef] = coef.ravel()
         return out
 
+    def solver_gradient(self, grad_w):
+        """``T^T grad_w``: a gradient (or any linear form) in the model's coordinates seen
+        in theta, where ``w = T theta``."""
+        k, n_coef = self._k, self._n_coef
+        out = np.empty_like(grad_w)
+        coef = grad_w[:n_coef].reshape(-1, k) * self.scale[:, None]
+        if self._fit_intercept:
+            coef -= self.shift[:, None] * grad_w[n_coef:]
+            out[n_coef:] = grad_w[n_coef:]
+        out[:n_coef] = coef.ravel()
+        return out
+
     def optimality(self, value, grad_theta):
         """The stopping measure: the larger of ``max |grad_w| / value`` and ``max
         |grad_theta| / value``, the gradient relative to the objective with respect to

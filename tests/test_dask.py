@@ -25,7 +25,7 @@ distributed = pytest.importorskip("distributed")
 def _cluster(n_workers=2):
     return distributed.LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, protocol="tcp",
+        dashboard_address="127.0.0.1:0", protocol="tcp",
     )
 
 
