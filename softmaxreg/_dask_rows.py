@@ -3,16 +3,20 @@
 ``DaskRows`` is the third storage beside ``_rows.DenseRows`` and ``_rows.CsrRows``,
 with the same methods, so ``LinearSoftmaxObjective`` and every solver run unchanged on
 the client. Each chunk of rows is held on a worker as a :class:`Chunk` (its in-memory
-storage, its labels and its weights; persisted once, by ``_dask_data``). An
-evaluation sends the coefficients (d x k numbers) to the workers once, runs the Cython
-kernel of each chunk where the chunk lives, and sums the chunks' results by a tree
-(fan-in ``TREE_FAN_IN``); only the coefficients and the summed gradient travel, never
-rows. This is Spark MLlib's ``RDDLossFunction`` with its per-block aggregators, on Dask.
+storage, its labels and its weights), in groups of consecutive chunks, about one group
+per thread of the cluster (persisted once, by ``_dask_data``). An evaluation sends the
+coefficients (d x k numbers) to the workers once, runs one task per group where the
+group lives (the Cython kernel of each of its chunks, summed in order), and sums the
+groups' results by a tree (fan-in ``TREE_FAN_IN``); only the coefficients and the
+summed gradients travel, never rows. The scheduler's work per evaluation grows with the
+groups, not the chunks. This is Spark MLlib's ``RDDLossFunction`` with its per-block
+aggregators, on Dask.
 
-The sums are in float64 and in a fixed order (the chunks' order, the same tree), and
-each chunk's kernel runs on a thread count that depends only on the chunking and the
-cluster's threads, so a fit is deterministic for a fixed chunking; it differs from the
-in-memory fit of the same data only in the order of the sums. Where Dask loses a
+The sums are in float64 and in a fixed order (the chunks' order within a group, the
+same tree over the groups), and each chunk's kernel runs on a thread count that
+depends only on the chunking and the cluster's threads, so a fit is deterministic for
+a fixed chunking and cluster size; it differs from the in-memory fit of the same data
+only in the order of the sums. Where Dask loses a
 worker, it recomputes the lost chunks from their graph, and the tasks in flight run
 again: the same values, the same sums.
 """
@@ -21,6 +25,8 @@ import uuid
 
 import dask
 import numpy as np
+import scipy.sparse as sp
+from dask.sizeof import sizeof
 
 from ._rows import CsrRows, rows_of
 from ._threads import MIN_WORK_PER_THREAD, n_threads_from_n_jobs
@@ -53,6 +59,19 @@ class Chunk:
     @property
     def X(self):
         return self.rows.X
+
+    @property
+    def nbytes(self):
+        X = self.rows.X
+        stored = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if sp.issparse(X) else X.nbytes
+        return stored + self.labels.nbytes + self.sample_weight.nbytes
+
+
+@sizeof.register(Chunk)
+def _sizeof_chunk(chunk):
+    """The chunk's bytes, for Dask's scheduler: without this it sees a small Python
+    object, and moves chunks of hundreds of megabytes between workers to balance tasks."""
+    return chunk.nbytes
 
 
 def worker_threads():

@@ -144,7 +144,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         ``omp_get_max_threads()``, which honours ``OMP_NUM_THREADS`` and
         :func:`threadpoolctl.threadpool_limits`; -1 uses every CPU; -2 all but
         one. Never more threads than CPUs this process may run on. BLAS is limited
-        to one thread while the kernels run.
+        to one thread while the kernels run. For a Dask X: the threads of each
+        chunk's kernel on its worker; None shares the cluster's threads among the
+        groups of chunks, at most a worker's own threads.
     verbose : int, default=0
         If positive, print a header (data shape, classes, threads, solver, tol), the
         objective and the optimality at every solver iteration, a line where
@@ -183,6 +185,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of the features seen during fit, when X has string column names.
+    n_samples_seen_ : int
+        After :meth:`partial_fit`: the rows passed to it since its stream began
+        (repeated chunks included).
 
     See Also
     --------
@@ -255,14 +260,20 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, dask.array.Array} of shape (n_samples, n_features)
             Training data: finite real numbers of any magnitude. SciPy sparse
             matrices and arrays are used as CSR without densifying them (CSC, COO and
             the other formats are converted to CSR once; a CSR matrix with duplicate
-            entries is copied once to sum them).
-        y : array-like of shape (n_samples,)
-            Class labels; at least two distinct classes.
-        sample_weight : array-like of shape (n_samples,), default=None
+            entries is copied once to sum them). A Dask array chunked by rows only
+            (NumPy or SciPy sparse chunks) is fitted where its chunks live, on the
+            current ``distributed.Client`` (Dask's local threads without one): the
+            solver runs here and each evaluation maps the kernels over the chunks
+            and sums the results by a tree (``softmaxreg/_dask_rows.py``); the model
+            is the in-memory fit of the same data. Needs ``softmaxreg[dask]``.
+        y : array-like or dask.array.Array of shape (n_samples,)
+            Class labels; at least two distinct classes. With Dask X, rechunked like
+            X's rows where chunked otherwise.
+        sample_weight : array-like or dask.array.Array of shape (n_samples,), default=None
             Non-negative, finite weight of each sample, with a positive sum. None
             gives every sample weight 1. Only their ratios and ``C`` matter:
             scaling every weight by ``c`` fits the same model as ``C * c``.
@@ -277,7 +288,8 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         ValueError
             If X or sample_weight hold NaN, infinity or (sample_weight) negative
             values, if y has a single class, if the lengths differ, or if a
-            parameter is out of range.
+            parameter is out of range; for Dask X, also if it is chunked along its
+            columns or has chunks of unknown size, or with ``solver="sag"``.
         """
         self.__dict__.pop("_stream", None)  # a fit ends any partial_fit stream
         if is_dask_array(X):
@@ -704,8 +716,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The samples (sparse: as CSR, never densified).
+        X : {array-like, sparse matrix, dask.array.Array} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified). For a Dask array, the
+            result is a Dask array, computed chunk by chunk when asked.
 
         Returns
         -------
@@ -732,8 +745,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The samples (sparse: as CSR, never densified).
+        X : {array-like, sparse matrix, dask.array.Array} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified). For a Dask array, the
+            result is a Dask array, computed chunk by chunk when asked.
 
         Returns
         -------
@@ -750,8 +764,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The samples (sparse: as CSR, never densified).
+        X : {array-like, sparse matrix, dask.array.Array} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified). For a Dask array, the
+            result is a Dask array, computed chunk by chunk when asked.
 
         Returns
         -------
@@ -768,8 +783,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The samples (sparse: as CSR, never densified).
+        X : {array-like, sparse matrix, dask.array.Array} of shape (n_samples, n_features)
+            The samples (sparse: as CSR, never densified). For a Dask array, the
+            result is a Dask array, computed chunk by chunk when asked.
 
         Returns
         -------
