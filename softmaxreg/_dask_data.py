@@ -68,7 +68,15 @@ def check_dask_X(X, name="X"):
         )
 
 
-def _vector(v, name, X, default_dtype=None):
+def _check_length(v, name, n):
+    if v.shape[0] != n:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: {[n, v.shape[0]]}"
+            if name == "y" else
+            f"{name} has {v.shape[0]} elements, expected {n} (one per sample).")
+
+
+def _vector(v, name, X):
     """A 1-D Dask array with the row chunks of X, from a Dask or in-memory vector."""
     import dask.array as da
 
@@ -85,11 +93,7 @@ def _vector(v, name, X, default_dtype=None):
             v = v[:, 0]
         if v.ndim != 1:
             raise ValueError(f"{name} must be 1-D, got an array of shape {v.shape}.")
-        if v.shape[0] != n:
-            raise ValueError(
-                f"Found input variables with inconsistent numbers of samples: {[n, v.shape[0]]}"
-                if name == "y" else
-                f"{name} has {v.shape[0]} elements, expected {n} (one per sample).")
+        _check_length(v, name, n)
         return da.from_array(v, chunks=(X.chunks[0],))
     if v.ndim == 2 and v.shape[1] == 1:
         v = v[:, 0]
@@ -97,11 +101,7 @@ def _vector(v, name, X, default_dtype=None):
         raise ValueError(f"{name} must be 1-D, got a Dask array of shape {v.shape}.")
     if any(math.isnan(c) for c in v.chunks[0]):
         raise ValueError(f"{name} has chunks of unknown size: call {name}.compute_chunk_sizes().")
-    if v.shape[0] != n:
-        raise ValueError(
-            f"Found input variables with inconsistent numbers of samples: {[n, v.shape[0]]}"
-            if name == "y" else
-            f"{name} has {v.shape[0]} elements, expected {n} (one per sample).")
+    _check_length(v, name, n)
     return v if v.chunks[0] == X.chunks[0] else v.rechunk((X.chunks[0],))
 
 
