@@ -54,6 +54,10 @@ def check_dask_X(X, name="X"):
     columns, chunks of unknown size, or no rows."""
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got a Dask array of shape {X.shape}.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) and {X.shape[1]} feature(s) "
+            f"(shape={X.shape}) while a minimum of 1 is required by {_NAME}.")
     if any(math.isnan(c) for c in X.chunks[0]):
         raise ValueError(
             f"{name} has chunks of unknown size (NaN in {name}.chunks): call "
@@ -81,6 +85,8 @@ def _vector(v, name, X):
     import dask.array as da
 
     n = X.shape[0]
+    if hasattr(v, "to_dask_array"):  # a Dask Series: its values, without computing them
+        v = v.to_dask_array(lengths=True)
     if not isinstance(v, da.Array):
         v = np.asarray(v)
         if v.ndim == 0 and name == "sample_weight":
@@ -96,6 +102,10 @@ def _vector(v, name, X):
         _check_length(v, name, n)
         return da.from_array(v, chunks=(X.chunks[0],))
     if v.ndim == 2 and v.shape[1] == 1:
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected. Please "
+            "change the shape of y to (n_samples, ), for example using ravel().",
+            DataConversionWarning, stacklevel=4)
         v = v[:, 0]
     if v.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got a Dask array of shape {v.shape}.")
@@ -295,7 +305,7 @@ def prepare_dask_fit(estimator, X, y, sample_weight):
     n_fitted = n_features if stored is None else len(stored)
     nnz = sum(part[4] for part in moments)
     work = nnz + n_samples if sparse else n_samples * (n_fitted + 1)
-    rows = DaskRows(groups, X, (n_samples, n_fitted), work, per_task, n_jobs)
+    rows = DaskRows(groups, X, dtype, (n_samples, n_fitted), work, per_task, n_jobs)
     description = (
         f"Dask array {n_samples} x {n_features} {np.dtype(dtype).name} in {n_chunks} "
         f"chunks{f' (sparse, {nnz} entries)' if sparse else ''}, in {n_groups} groups"
@@ -316,11 +326,16 @@ def blocks_of(X, y, sample_weight):
     y = _vector(y, "y", X)
     sw = None if sample_weight is None else _vector(sample_weight, "sample_weight", X)
     for i in range(X.numblocks[0]):
+        if X.chunks[0][i] == 0:
+            continue  # an empty chunk has nothing to add
         yield dask.compute(X.blocks[i, 0], y.blocks[i],
                            None if sw is None else sw.blocks[i])
 
 
-def _predict_block(x, model, method):
+def _predict_block(x, model, method, shape, dtype):
+    """``model.<method>(x)``, or an empty array of the result's shape for an empty chunk."""
+    if x.shape[0] == 0:
+        return np.empty((0, *shape), dtype=dtype)
     return getattr(model, method)(x)
 
 
@@ -348,6 +363,6 @@ def map_prediction(estimator, X, method):
         dtype, chunks = model.coef_.dtype, (X.chunks[0], (k,))
     drop_axis = [1] if len(chunks) == 1 else []
     return X.map_blocks(
-        _predict_block, model, method, dtype=dtype, chunks=chunks, drop_axis=drop_axis,
-        meta=np.empty((0,) * len(chunks), dtype=dtype),
+        _predict_block, model, method, tuple(c[0] for c in chunks[1:]), dtype, dtype=dtype,
+        chunks=chunks, drop_axis=drop_axis, meta=np.empty((0,) * len(chunks), dtype=dtype),
     )

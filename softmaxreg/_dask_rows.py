@@ -183,7 +183,9 @@ class DaskRows:
     groups : list of dask.delayed.Delayed
         The persisted groups (each a list of chunks), in row order.
     X : dask.array.Array
-        The array they came from (for its dtype and shape; never computed here).
+        The array they came from (never computed here).
+    dtype : numpy dtype
+        float32 or float64: the chunks' dtype (X's, or float64 for other dtypes).
     shape : tuple of int
         (n_samples, n_fitted_columns).
     work_per_class : int
@@ -198,10 +200,10 @@ class DaskRows:
     keeps_probabilities = False
     in_memory = False
 
-    def __init__(self, groups, X, shape, work_per_class, per_task, n_jobs):
+    def __init__(self, groups, X, dtype, shape, work_per_class, per_task, n_jobs):
         self.groups = groups
         self.X = X
-        self.dtype = np.dtype(X.dtype)
+        self.dtype = np.dtype(dtype)
         self.shape = shape
         self.nbytes = X.nbytes
         self.work_per_class = work_per_class

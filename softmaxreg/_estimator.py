@@ -15,7 +15,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dispatch import kernels as _kernels
 from ._fit_data import (
-    FitData, canonical, check_positive_classes, check_targets, check_two_classes,
+    FitData, canonical, check_not_dask_dataframe, check_positive_classes, check_targets,
+    check_two_classes,
     class_weights, is_dask_array, labels_of, stored_columns,
 )
 from ._objective import LinearSoftmaxObjective
@@ -292,6 +293,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             columns or has chunks of unknown size, or with ``solver="sag"``.
         """
         self.__dict__.pop("_stream", None)  # a fit ends any partial_fit stream
+        check_not_dask_dataframe(X)
         if is_dask_array(X):
             from ._dask_data import prepare_dask_fit  # Dask only where a Dask array arrives
 
@@ -306,15 +308,20 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
         Calls over the chunks of a data set, repeated for a few passes, converge to the
         model that :meth:`fit` gives on the whole data set: each call solves the
-        chunk's part of the objective plus a proximal term that keeps the model near
-        the previous one, with a weight that grows with the samples seen (the
-        incremental proximal method: Bertsekas, Math. Program. 129, 2011; see
+        objective with the chunk's data term exact and every other chunk's replaced by
+        a quadratic model kept from when that chunk was last seen (the incremental
+        majorization-minimization method MISO: Mairal, SIAM J. Optim. 25, 2015; see
         ``softmaxreg/_partial_fit.py`` for the algorithm and why). The penalty is
         scaled for the samples seen: those of the distinct chunks so far (a chunk
         seen again, with the same rows, labels and weights, counts once), so the model
-        after one pass is about ``fit``'s on the chunks seen, with its ``C``. The
-        model is multinomial, with every class in every call (unlike the one-vs-rest
-        ``SGDClassifier.partial_fit``); a chunk may hold any subset of the classes.
+        after one pass is about ``fit``'s on the chunks seen, with its ``C``. Passes
+        converge linearly, at a rate that depends on the data (fast where the chunks
+        are alike and well conditioned). The model is multinomial, with every class in
+        every call (unlike the one-vs-rest ``SGDClassifier.partial_fit``); a chunk may
+        hold any subset of the classes. After :meth:`fit`, ``partial_fit`` starts a
+        new stream from the fitted model (the rows ``fit`` saw are not part of it);
+        :meth:`fit` ends a stream. A first call that fails leaves the estimator
+        unfitted.
 
         Parameters
         ----------
@@ -322,13 +329,15 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
             One chunk of rows (finite, float32 or float64 kept, sparse used as CSR).
             A Dask array is one pass over its chunks, in order: each chunk is
             computed and passed to ``partial_fit`` in turn.
-        y : array-like of shape (n_samples,)
+        y : array-like or dask.array.Array of shape (n_samples,)
             Labels, each one of ``classes``.
         classes : array-like of shape (n_classes,), default=None
             Every class of the whole data set: required on the first call (at least
             2), and, where given later, the same as then (as in ``SGDClassifier``).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights of the chunk's samples; None gives each weight 1.
+        sample_weight : array-like or dask.array.Array of shape (n_samples,), default=None
+            Non-negative weights of the chunk's samples; None gives each weight 1. A
+            chunk whose weights are all 0 changes nothing (a ValueError on the first
+            call).
 
         Returns
         -------
@@ -348,6 +357,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         take the proximal term) as newton-cg from the previous model, or owl-qn where
         ``l1_ratio > 0``; ``tol`` and ``max_iter`` apply to each call's problem.
         """
+        check_not_dask_dataframe(X)
         if is_dask_array(X):
             return self._partial_fit_dask(X, y, classes, sample_weight)
         return self._partial_fit(X, y, classes, sample_weight)
@@ -372,8 +382,9 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         if hasattr(self, "classes_"):
             if not np.array_equal(self.classes_, classes):
                 raise ValueError(
-                    f"classes={classes.tolist()} is not the same as on the first call to "
-                    f"partial_fit, {self.classes_.tolist()}."
+                    f"classes={classes.tolist()} is not the same as the model's classes_, "
+                    f"{self.classes_.tolist()} (from the first call to partial_fit, or from "
+                    "fit)."
                 )
             return False
         self.classes_ = classes
@@ -381,6 +392,18 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
 
     def _partial_fit(self, X, y, classes, sample_weight):
         first = self._first_partial_fit_call(classes)
+        if not first:
+            return self._partial_fit_chunk(X, y, sample_weight, first)
+        try:
+            return self._partial_fit_chunk(X, y, sample_weight, first)
+        except BaseException:
+            # A first call that fails leaves the estimator unfitted, as it found it.
+            for name in ("classes_", "coef_", "intercept_", "n_iter_", "n_samples_seen_",
+                         "n_features_in_", "feature_names_in_", "_stream"):
+                self.__dict__.pop(name, None)
+            raise
+
+    def _partial_fit_chunk(self, X, y, sample_weight, first):
         if first or not hasattr(self, "_stream"):
             self._stream = StreamState()
             self.n_samples_seen_ = 0
@@ -413,6 +436,11 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         if self.class_weight is not None:
             raw = (raw if raw.size else 1.0) * class_weights(self.class_weight, classes, None)[labels]
         weight = float(raw.sum()) if raw.size else float(labels.shape[0])
+        if not weight > 0 and first:
+            raise ValueError(
+                "sample_weight (times class_weight) is zero for every sample of the first "
+                "chunk given to partial_fit: there is nothing to start from."
+            )
         self.n_samples_seen_ += labels.shape[0]
         if not weight > 0:
             return self  # a chunk of weight 0 changes nothing
@@ -553,6 +581,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
                     f"{classes.shape[0]} classes, C={self.C:g}; solver {solver}"
                     f"{' (warm start)' if warm else ''}, tol={self.tol:g}, "
                     f"max_iter={self.max_iter}; up to {n_threads.limit} OpenMP thread(s)"
+                    f"{' for the solver here' if not objective.rows.in_memory else ''}"
                     f"{' (fewer for small calls or a busy machine)' if n_threads.adaptive else ''}",
                     flush=True,
                 )
@@ -678,6 +707,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         row and the coefficients scaled down (``_rescaling.scaled_logits``).
         """
         check_is_fitted(self)
+        check_not_dask_dataframe(X)
         with np.errstate(over="ignore", invalid="ignore"):  # as in fit
             X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                               order="C", reset=False)
@@ -723,7 +753,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
-            In the dtype of ``coef_``. With two classes, the log-odds of
+            In the dtype of X (float32 stays float32; other dtypes give float64). With two classes, the log-odds of
             ``classes_[1]`` against ``classes_[0]``, of shape (n_samples,), as
             ``LogisticRegression`` returns.
 

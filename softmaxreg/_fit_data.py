@@ -76,6 +76,17 @@ def is_dask_array(X):
     return array is not None and isinstance(X, array)
 
 
+def check_not_dask_dataframe(X):
+    """A TypeError for a Dask DataFrame, which would otherwise be computed into memory
+    whole, its column names lost."""
+    if type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_dask_array"):
+        raise TypeError(
+            "X is a Dask DataFrame: pass X.to_dask_array(lengths=True), a Dask array with "
+            "known chunk sizes, which is fitted where its chunks live (or X.compute() for "
+            "an in-memory fit)."
+        )
+
+
 def check_targets(y):
     """``np.unique(y)``, after scikit-learn's check that y holds classes.
 

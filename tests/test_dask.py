@@ -297,3 +297,51 @@ def test_dask_fits_in_threads_do_not_interfere(client):
         t.join()
     for r in results:
         np.testing.assert_array_equal(r.coef_, ref.coef_)
+
+
+def test_integer_and_float16_dask_x_fit_in_float64_as_in_memory(client):
+    X, y = _data()
+    Xi = np.round(X).astype(np.int64)
+    ref = SoftmaxRegressor(tol=1e-10).fit(Xi, y)
+    for dtype in (np.int64, np.uint8, np.float16, bool):
+        dX = da.from_array(Xi.astype(dtype), chunks=(700, -1))
+        model = SoftmaxRegressor(tol=1e-10).fit(dX, da.from_array(y, chunks=700))
+        assert model.coef_.dtype == np.float64
+        expected = SoftmaxRegressor(tol=1e-10).fit(Xi.astype(dtype), y)
+        np.testing.assert_allclose(model.coef_, expected.coef_, rtol=0,
+                                   atol=1e-6 * max(1.0, np.abs(expected.coef_).max()))
+    assert ref.coef_.dtype == np.float64
+
+
+def test_empty_chunks_fit_predict_and_partial_fit(client):
+    X, y = _data()
+    dX = da.from_array(X, chunks=((0, 1000, 0, 2000, 0), -1))
+    dy = da.from_array(y, chunks=((0, 1000, 0, 2000, 0),))
+    model = SoftmaxRegressor(tol=1e-10).fit(dX, dy)
+    ref = SoftmaxRegressor(tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(model.coef_, ref.coef_, rtol=0, atol=1e-6 * np.abs(ref.coef_).max())
+    for method in ["predict", "predict_proba", "decision_function"]:
+        np.testing.assert_array_equal(getattr(model, method)(dX).compute(),
+                                      getattr(model, method)(X))
+    streamed = SoftmaxRegressor().partial_fit(dX, dy, classes=np.unique(y))
+    assert streamed.n_samples_seen_ == 3000
+    with pytest.raises(ValueError, match="0 sample"):
+        SoftmaxRegressor().fit(dX[:0], dy[:0])
+
+
+def test_dask_dataframes_are_refused_with_the_way_to_an_array(client):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    X, y = _data()
+    ddf = dd.from_pandas(pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]),
+                        npartitions=3)
+    for call in (lambda: SoftmaxRegressor().fit(ddf, y),
+                 lambda: SoftmaxRegressor().partial_fit(ddf, y, classes=np.unique(y)),
+                 lambda: SoftmaxRegressor().fit(X, y).predict(ddf)):
+        with pytest.raises(TypeError, match="to_dask_array"):
+            call()
+    # its arrays, and a Dask Series as y, are welcome
+    model = SoftmaxRegressor(tol=1e-10).fit(ddf.to_dask_array(lengths=True),
+                                            dd.from_pandas(pd.Series(y), npartitions=3))
+    ref = SoftmaxRegressor(tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(model.coef_, ref.coef_, rtol=0, atol=1e-6 * np.abs(ref.coef_).max())

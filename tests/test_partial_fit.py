@@ -174,7 +174,7 @@ def test_partial_fit_errors_name_the_problem():
     model = SoftmaxRegressor().partial_fit(X[:100], y[:100], classes=[0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"labels \[7\] that are not in classes"):
         model.partial_fit(X[:10], np.full(10, 7))
-    with pytest.raises(ValueError, match="not the same as on the first call"):
+    with pytest.raises(ValueError, match="not the same as the model.s classes_"):
         model.partial_fit(X[:10], y[:10], classes=[0, 1, 2])
     with pytest.raises(ValueError, match="features"):
         model.partial_fit(X[:10, :3], y[:10])
@@ -210,3 +210,28 @@ def test_zero_weight_chunk_changes_nothing():
     model.partial_fit(X[1000:1100], y[1000:1100], sample_weight=np.zeros(100))
     np.testing.assert_array_equal(model.coef_, before)
     assert model.n_samples_seen_ == 1100
+
+
+@pytest.mark.parametrize("fault", ["label", "nan", "short y", "zero weights"])
+def test_a_failed_first_call_leaves_the_estimator_unfitted(fault):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = _problem("dense")
+    model = SoftmaxRegressor()
+    kwargs = dict(classes=[0, 1, 2, 3])
+    if fault == "label":
+        kwargs["classes"] = [0, 1]
+    elif fault == "nan":
+        X = X.copy()
+        X[0, 0] = np.nan
+    elif fault == "short y":
+        y = y[:-1]
+    else:
+        kwargs["sample_weight"] = np.zeros(len(y))
+    with pytest.raises(ValueError):
+        model.partial_fit(X, y, **kwargs)
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+    X, y = _problem("dense")
+    model.partial_fit(X, y, classes=[0, 1, 2, 3])  # starts cleanly
+    assert model.n_samples_seen_ == len(y)
