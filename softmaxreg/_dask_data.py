@@ -87,20 +87,11 @@ def _vector(v, name, X):
     n = X.shape[0]
     if hasattr(v, "to_dask_array"):  # a Dask Series: its values, without computing them
         v = v.to_dask_array(lengths=True)
-    if not isinstance(v, da.Array):
+    lazy = isinstance(v, da.Array)
+    if not lazy:
         v = np.asarray(v)
         if v.ndim == 0 and name == "sample_weight":
             v = np.full(n, v)
-        if v.ndim == 2 and v.shape[1] == 1:
-            warnings.warn(
-                f"A column-vector {name} was passed when a 1d array was expected. Please "
-                "change the shape of y to (n_samples, ), for example using ravel().",
-                DataConversionWarning, stacklevel=4)
-            v = v[:, 0]
-        if v.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got an array of shape {v.shape}.")
-        _check_length(v, name, n)
-        return da.from_array(v, chunks=(X.chunks[0],))
     if v.ndim == 2 and v.shape[1] == 1:
         warnings.warn(
             f"A column-vector {name} was passed when a 1d array was expected. Please "
@@ -108,7 +99,10 @@ def _vector(v, name, X):
             DataConversionWarning, stacklevel=4)
         v = v[:, 0]
     if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got a Dask array of shape {v.shape}.")
+        raise ValueError(f"{name} must be 1-D, got an array of shape {v.shape}.")
+    if not lazy:
+        _check_length(v, name, n)
+        return da.from_array(v, chunks=(X.chunks[0],))
     if any(math.isnan(c) for c in v.chunks[0]):
         raise ValueError(f"{name} has chunks of unknown size: call {name}.compute_chunk_sizes().")
     _check_length(v, name, n)

@@ -444,7 +444,7 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         self.n_samples_seen_ += labels.shape[0]
         if not weight > 0:
             return self  # a chunk of weight 0 changes nothing
-        sw, C = self._weights_and_c(sample_weight, classes, labels, streaming=True)
+        sw, C = normalize_weights(raw, float(self.C))  # as fit scales them
         sw = sw.astype(X.dtype)
         n_threads = KernelThreads(self.n_jobs)
         with fitting(n_threads):
@@ -641,20 +641,19 @@ class SoftmaxRegressor(ClassifierMixin, SparseCoefMixin, BaseEstimator):
         self.n_iter_ = np.array([result.n_iter], dtype=np.int32)
         return self
 
-    def _weights_and_c(self, sample_weight, classes, labels, C=None, streaming=False):
+    def _weights_and_c(self, sample_weight, classes, labels):
         """The sample weights times the class weights, scaled by powers of two to at most
-        1 (float64; empty for unit weights), and C (``self.C`` where None) scaled the other
-        way. ``streaming``: a chunk of ``partial_fit``, which may hold a single class."""
+        1 (float64; empty for unit weights), and C scaled the other way."""
         sw = check_sample_weight(
             sample_weight, labels.shape[0], np.float64, require_positive_sum=True
         )
-        sw, C = normalize_weights(sw, float(self.C if C is None else C))
+        sw, C = normalize_weights(sw, float(self.C))
         if self.class_weight is not None:
             counts = np.bincount(labels, weights=sw if sw.size else None,
                                  minlength=classes.shape[0])
             weights, C = normalize_weights(class_weights(self.class_weight, classes, counts), C)
             sw = (sw if sw.size else 1.0) * weights[labels]
-        if sw.size and not streaming:
+        if sw.size:
             check_positive_classes(np.bincount(labels[sw > 0], minlength=classes.shape[0]) > 0)
         return sw, C
 

@@ -157,33 +157,29 @@ class StreamState:
         self.data_weight = 0.0
         self.moments = None
         self.memory_bytes = memory_bytes
-        self._moment_weight = 0.0
         self._seen = set()
-        # digest -> (weight, w, g): the chunk's model point and data gradient, in the
-        # model's own (unscaled) coordinates, float64; least recently seen first.
+        # digest -> (weight, h, w, g): the chunk's curvature, and its model point and
+        # data gradient in the model's own (unscaled) coordinates, float64; least
+        # recently seen first.
         self._memory = OrderedDict()
         self._sum_weight = 0.0
-        self._sum_w = None
+        self._sum_hw = None
         self._sum_g = None
         self._current = None
-        #: Whether a chunk has been seen twice (a second pass has begun).
-        self.came_round = False
 
     def begin(self, digest, weight, moments):
         """Start a call on a chunk of ``weight`` (in the caller's units) with its column
         moments; returns whether the chunk is new."""
         self._current = (digest, weight)
         if digest in self._seen:
-            self.came_round = True
             return False
         self._seen.add(digest)
-        self.data_weight += weight
         if self.moments is None:
-            self.moments, self._moment_weight = moments, weight
+            self.moments = moments
         else:
             self.moments = merge_column_moments(
-                [(self._moment_weight, *self.moments), (weight, *moments)])
-            self._moment_weight += weight
+                [(self.data_weight, *self.moments), (weight, *moments)])
+        self.data_weight += weight
         return True
 
     def problem(self, standardized, column_exponents, previous, all_classes=True):
@@ -196,7 +192,7 @@ class StreamState:
         """
         digest, weight = self._current
         objective = standardized.objective
-        if self._sum_w is None or self._sum_w.shape[0] != objective.n_params:
+        if self._sum_hw is None or self._sum_hw.shape[0] != objective.n_params:
             self._clear(objective.n_params)
         others, sum_h, sum_hw, sum_g = (self._sum_weight, self._sum_h, self._sum_hw,
                                         self._sum_g)
@@ -263,7 +259,7 @@ class StreamState:
              else objective.curvature_at_zero)
         if not (np.isfinite(g).all() and np.isfinite(w).all() and np.isfinite(h) and h > 0):
             return
-        if self._sum_w is None or self._sum_w.shape[0] != w.shape[0]:
+        if self._sum_hw is None or self._sum_hw.shape[0] != w.shape[0]:
             self._clear(w.shape[0])
         self._forget(digest)
         self._memory[digest] = (weight, h, w, g)
@@ -285,6 +281,5 @@ class StreamState:
     def _clear(self, n_params):
         self._memory.clear()
         self._sum_weight = self._sum_h = 0.0
-        self._sum_w = np.zeros(n_params)  # only its shape is used
         self._sum_hw = np.zeros(n_params)
         self._sum_g = np.zeros(n_params)
